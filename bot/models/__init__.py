@@ -1,0 +1,30 @@
+"""Typed SQLAlchemy models, one module per concept. Importing this has no side effects."""
+
+from .appointments import Appointment
+from .audit import AuditLog
+from .base import Base, UTCDateTime
+from .contacts import PlannedContact
+from .flags import Expectation, Flag, FlagEvent
+from .messages import InboundMessage, OutboundMessage
+from .participants import ConsentEvent, Participant
+from .settings import ProgramSetting
+from .templates import Template, TemplateVersion
+from .users import User
+
+__all__ = [
+    "Appointment",
+    "AuditLog",
+    "Base",
+    "ConsentEvent",
+    "Expectation",
+    "Flag",
+    "FlagEvent",
+    "InboundMessage",
+    "OutboundMessage",
+    "Participant",
+    "PlannedContact",
+    "ProgramSetting",
+    "Template",
+    "TemplateVersion",
+    "User",
+]

@@ -1,0 +1,107 @@
+"""The outbox and the inbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, in_list
+
+CHANNELS = ("sms", "whatsapp")
+PURPOSES = ("welcome", "checkin", "reminder", "reply", "crisis_reply", "coach_reply", "page")
+# pending: waiting to be claimed; sending: claimed, the request may be in flight;
+# queued/sent/delivered/undelivered/failed: Twilio's own statuses; unknown: the request left and
+# no answer came back, so it must not be blindly resent; cancelled: never sent (STOP, paused,
+# window closed before the claim).
+OUTBOUND_STATUSES = (
+    "pending",
+    "sending",
+    "queued",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "unknown",
+    "cancelled",
+)
+PROCESSING_STATES = ("received", "processed", "failed")
+
+
+class OutboundMessage(Base):
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        CheckConstraint(in_list("channel", CHANNELS), name="channel"),
+        CheckConstraint(in_list("purpose", PURPOSES), name="purpose"),
+        CheckConstraint(in_list("status", OUTBOUND_STATUSES), name="status"),
+        CheckConstraint(
+            "participant_id IS NOT NULL OR user_id IS NOT NULL OR purpose = 'reply'",
+            name="has_recipient",
+        ),
+        Index("ix_outbound_messages_status_send_after", "status", "send_after"),
+        Index("ix_outbound_messages_participant_id_created_at", "participant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique before any network call: the same planned contact or reply can never become two rows.
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE")
+    )
+    # Set for pages to staff.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The planned contact this message carries out (at most one message per contact).
+    planned_contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("planned_contacts.id", ondelete="SET NULL"), unique=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(10))
+    to_address: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    segments: Mapped[int] = mapped_column(server_default="1")
+    # Crisis replies and urgent pages go out in quiet hours; nothing else does.
+    ignore_quiet_hours: Mapped[bool] = mapped_column(server_default=false())
+    status: Mapped[str] = mapped_column(String(12), server_default="pending")
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[int | None]
+    error_message: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    send_after: Mapped[datetime]
+    not_after: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    status_updated_at: Mapped[datetime | None]
+
+
+class InboundMessage(Base):
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        CheckConstraint(in_list("channel", CHANNELS), name="channel"),
+        CheckConstraint(in_list("processing_state", PROCESSING_STATES), name="processing_state"),
+        Index("ix_inbound_messages_participant_id_received_at", "participant_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Twilio retries a webhook it did not get an answer to; the SID makes the retry a no-op.
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_address: Mapped[str] = mapped_column(String(40), index=True)
+    to_address: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(10))
+    body: Mapped[str] = mapped_column(Text)
+    num_media: Mapped[int] = mapped_column(server_default="0")
+    # The whole form as Twilio posted it (a list per key), so nothing is lost.
+    raw_form: Mapped[dict[str, Any]]
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participants.id", ondelete="SET NULL")
+    )
+    received_at: Mapped[datetime]
+    processing_state: Mapped[str] = mapped_column(String(10), server_default="received")
+    processing_error: Mapped[str | None] = mapped_column(String(255))
+    # What the bot understood: stop, start, help, yes, no, crisis, none.
+    intent: Mapped[str | None] = mapped_column(String(12))
+    processed_at: Mapped[datetime | None]

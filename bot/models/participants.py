@@ -1,0 +1,78 @@
+"""People enrolled in the program and their consent history."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, in_list
+
+CHANNELS = ("sms", "whatsapp")
+LANGUAGES = ("en", "es")
+STATUSES = ("active", "paused", "opted_out", "closed")
+CONSENT_KINDS = ("consent", "opt_out", "opt_in")
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    __table_args__ = (
+        CheckConstraint(in_list("channel", CHANNELS), name="channel"),
+        CheckConstraint(in_list("language", LANGUAGES), name="language"),
+        CheckConstraint(in_list("status", STATUSES), name="status"),
+        CheckConstraint("phone LIKE '+%'", name="phone_e164"),
+        CheckConstraint("plan_version >= 1", name="plan_version_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    first_name: Mapped[str] = mapped_column(String(80))
+    # E.164. One person per number: inbound texts are matched by it.
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    channel: Mapped[str] = mapped_column(String(10), server_default="sms")
+    timezone: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(5), server_default="en")
+    release_date: Mapped[date] = mapped_column(Date)
+    coach_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(12), server_default="active")
+    consent_at: Mapped[datetime | None]
+    consent_method: Mapped[str | None] = mapped_column(String(40))
+    consent_recorded_by: Mapped[str | None] = mapped_column(String(254))
+    opted_out_at: Mapped[datetime | None]
+    enrolled_at: Mapped[datetime]
+    # Bumped whenever something the plan depends on changes (release date, zone, status);
+    # planned contacts of an older version are superseded and never sent.
+    plan_version: Mapped[int] = mapped_column(server_default="1")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    @property
+    def address(self) -> str:
+        """The address messages go to on this person's channel."""
+        return f"whatsapp:{self.phone}" if self.channel == "whatsapp" else self.phone
+
+    @property
+    def label(self) -> str:
+        """Neutral label for staff pages: first name and the last two digits of the id."""
+        return f"{self.first_name} ({self.external_id})"
+
+
+class ConsentEvent(Base):
+    """Every consent, opt-out and opt-in, with when, how and the wording used (kept for the
+    record the law asks for; never logged)."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (CheckConstraint(in_list("kind", CONSENT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime]
+    method: Mapped[str] = mapped_column(String(40))
+    wording: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
