@@ -44,6 +44,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
+    # Whether DATABASE_URL was given; `checkin demo` uses its own file otherwise.
+    database_url_explicit: bool = False
     secret_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -88,7 +90,9 @@ class Config:
         return self.secret_key
 
 
-def load_config(env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> Config:
     """Read `.env` (when present) and the process environment, then parse and check."""
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
@@ -110,7 +114,9 @@ def parse_config(env: Mapping[str, str]) -> Config:
     from_number = get("TWILIO_FROM_NUMBER")
     service_sid = get("TWILIO_MESSAGING_SERVICE_SID")
     if from_number is not None and not _E164.match(from_number):
-        raise ConfigError("TWILIO_FROM_NUMBER", f"{from_number!r} is not an E.164 number like +15551234567")
+        raise ConfigError(
+            "TWILIO_FROM_NUMBER", f"{from_number!r} is not an E.164 number like +15551234567"
+        )
     if service_sid is not None and not _MESSAGING_SERVICE_SID.match(service_sid):
         raise ConfigError("TWILIO_MESSAGING_SERVICE_SID", "must be MG followed by 32 hex digits")
     if sid and not (from_number or service_sid):
@@ -120,17 +126,24 @@ def parse_config(env: Mapping[str, str]) -> Config:
         )
     return Config(
         database_url=database_url,
+        database_url_explicit=get("DATABASE_URL") is not None,
         secret_key=get("SECRET_KEY"),
         twilio_account_sid=sid,
         twilio_auth_token=token,
         twilio_from_number=from_number,
         twilio_messaging_service_sid=service_sid,
         twilio_whatsapp_from=_parse_whatsapp_from(get("TWILIO_WHATSAPP_FROM")),
-        twilio_api_base=_parse_http_url("TWILIO_API_BASE", get("TWILIO_API_BASE") or DEFAULT_TWILIO_API_BASE),
-        public_base_url=_parse_http_url("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or "http://localhost:5000"),
+        twilio_api_base=_parse_http_url(
+            "TWILIO_API_BASE", get("TWILIO_API_BASE") or DEFAULT_TWILIO_API_BASE
+        ),
+        public_base_url=_parse_http_url(
+            "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or "http://localhost:5000"
+        ),
         program_name=get("PROGRAM_NAME") or "Checkin",
         program_phone=_parse_program_phone(get("PROGRAM_PHONE")),
-        program_timezone=_parse_timezone("PROGRAM_TIMEZONE", get("PROGRAM_TIMEZONE") or "America/New_York"),
+        program_timezone=_parse_timezone(
+            "PROGRAM_TIMEZONE", get("PROGRAM_TIMEZONE") or "America/New_York"
+        ),
         send_rate_per_second=_parse_rate(get("SEND_RATE_PER_SECOND")),
         log_level=_parse_log_level(get("LOG_LEVEL")),
     )
@@ -143,9 +156,13 @@ def _parse_database_url(value: str) -> str:
         raise ConfigError("DATABASE_URL", f"{value!r} is not a database URL") from None
     if url.get_backend_name() not in SUPPORTED_DB_BACKENDS:
         raise ConfigError(
-            "DATABASE_URL", f"backend {url.get_backend_name()!r} is not supported (use sqlite or postgresql)"
+            "DATABASE_URL",
+            f"backend {url.get_backend_name()!r} is not supported (use sqlite or postgresql)",
         )
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() not in ("psycopg", "psycopg2"):
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() not in (
+        "psycopg",
+        "psycopg2",
+    ):
         raise ConfigError("DATABASE_URL", "use the psycopg driver: postgresql+psycopg://...")
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
@@ -190,7 +207,9 @@ def _parse_timezone(name: str, value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(name, f"{value!r} is not an IANA time zone like America/New_York") from None
+        raise ConfigError(
+            name, f"{value!r} is not an IANA time zone like America/New_York"
+        ) from None
     return value
 
 

@@ -26,5 +26,6 @@ __all__ = [
     "ProgramSetting",
     "Template",
     "TemplateVersion",
+    "UTCDateTime",
     "User",
 ]

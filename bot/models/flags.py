@@ -73,7 +73,9 @@ class Flag(Base):
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     acknowledged_at: Mapped[datetime | None]
-    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    acknowledged_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     outcome: Mapped[str | None] = mapped_column(String(40))
@@ -96,7 +98,7 @@ class FlagEvent(Base):
 
 
 class Expectation(Base):
-    """"Reply by T" after a check-in, "confirm by T" after a reminder."""
+    """ "Reply by T" after a check-in, "confirm by T" after a reminder."""
 
     __tablename__ = "expectations"
     __table_args__ = (

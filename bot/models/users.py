@@ -32,7 +32,9 @@ class User(Base):
     # A coach who is away hands their caseload to a covering coach (the escalation ladder and
     # the dashboard's caseload both follow this).
     away: Mapped[bool] = mapped_column(server_default=false())
-    covering_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    covering_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime]
 
     @property

@@ -1,0 +1,165 @@
+"""Flags: open (or raise) one per participant and reason, record every change as an event,
+and list them for `checkin flags` and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.log import mask_phone
+from bot.models import Flag, FlagEvent, Participant, User
+from bot.models.flags import SEVERITY_RANK
+
+# Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
+SEVERITY_ORDER = case(
+    {"urgent": 0, "high": 1, "normal": 2, "info": 3}, value=Flag.severity, else_=4
+)
+
+
+@dataclass(frozen=True)
+class FlagOutcome:
+    flag: Flag
+    created: bool
+    severity_raised: bool
+
+
+def add_event(
+    session: Session,
+    flag: Flag,
+    kind: str,
+    *,
+    now: datetime,
+    actor_user_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> FlagEvent:
+    event = FlagEvent(
+        flag_id=flag.id, kind=kind, at=now, actor_user_id=actor_user_id, detail=detail
+    )
+    session.add(event)
+    return event
+
+
+def _find_unresolved(
+    session: Session, reason: str, participant_id: int | None, sender_address: str | None
+) -> Flag | None:
+    query = select(Flag).where(Flag.reason == reason, Flag.state != "resolved")
+    if participant_id is not None:
+        query = query.where(Flag.participant_id == participant_id)
+    else:
+        query = query.where(Flag.participant_id.is_(None), Flag.sender_address == sender_address)
+    return session.scalars(query).first()
+
+
+def raise_flag(
+    session: Session,
+    *,
+    reason: str,
+    severity: str,
+    now: datetime,
+    participant_id: int | None = None,
+    sender_address: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> FlagOutcome:
+    """Open a flag, or, when one is already unresolved for this participant (or unknown number)
+    and reason, count another occurrence and raise its severity if the new one is higher.
+
+    The partial unique index makes this safe with two workers at once: the loser of the race
+    gets an IntegrityError inside its savepoint and falls back to updating the winner's flag.
+    """
+    if participant_id is None and sender_address is None:
+        raise ValueError("a flag needs a participant or a sender address")
+    existing = _find_unresolved(session, reason, participant_id, sender_address)
+    if existing is None:
+        flag = Flag(
+            participant_id=participant_id,
+            sender_address=sender_address if participant_id is None else None,
+            reason=reason,
+            severity=severity,
+            state="open",
+            opened_at=now,
+            updated_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(flag)
+                session.flush()
+        except IntegrityError:
+            existing = _find_unresolved(session, reason, participant_id, sender_address)
+            if existing is None:
+                raise
+        else:
+            add_event(
+                session, flag, "opened", now=now, detail={"severity": severity, **(detail or {})}
+            )
+            return FlagOutcome(flag, created=True, severity_raised=False)
+    existing.occurrences += 1
+    existing.updated_at = now
+    raised = SEVERITY_RANK[severity] > SEVERITY_RANK[existing.severity]
+    if raised:
+        add_event(
+            session,
+            existing,
+            "severity_raised",
+            now=now,
+            detail={"from": existing.severity, "to": severity, **(detail or {})},
+        )
+        existing.severity = severity
+    else:
+        add_event(session, existing, "repeated", now=now, detail=detail)
+    return FlagOutcome(existing, created=False, severity_raised=raised)
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    id: int
+    participant: str | None
+    phone_masked: str
+    reason: str
+    severity: str
+    state: str
+    opened_at: datetime
+    coach: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "participant": self.participant,
+            "phone_masked": self.phone_masked,
+            "reason": self.reason,
+            "severity": self.severity,
+            "state": self.state,
+            "opened_at": self.opened_at.isoformat().replace("+00:00", "Z"),
+            "coach": self.coach,
+        }
+
+
+def list_flags(session: Session, *, include_resolved: bool = False) -> list[FlagRow]:
+    """Flags urgent first, then high, normal, info, then oldest first."""
+    query = (
+        select(Flag, Participant.external_id, Participant.phone, User.email)
+        .outerjoin(Participant, Flag.participant_id == Participant.id)
+        .outerjoin(User, Participant.coach_id == User.id)
+        .order_by(SEVERITY_ORDER, Flag.opened_at, Flag.id)
+    )
+    if not include_resolved:
+        query = query.where(Flag.state != "resolved")
+    rows = []
+    for flag, external_id, phone, coach_email in session.execute(query):
+        rows.append(
+            FlagRow(
+                id=flag.id,
+                participant=external_id,
+                phone_masked=mask_phone(phone or flag.sender_address),
+                reason=flag.reason,
+                severity=flag.severity,
+                state=flag.state,
+                opened_at=flag.opened_at,
+                coach=coach_email,
+            )
+        )
+    return rows

@@ -1,0 +1,15 @@
+"""Defaults a fresh install needs: program settings and message templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.services.settings import seed_default_settings
+
+
+def seed_defaults(session: Session, now: datetime) -> str:
+    """Add whatever default is missing; never overwrite what a coordinator changed."""
+    settings = seed_default_settings(session, now)
+    return f"{settings} setting(s)"

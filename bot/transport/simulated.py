@@ -1,0 +1,42 @@
+"""A transport that sends nothing: it records what would have been sent.
+
+Used by the demo, the phone simulator and the tests. It keeps messages in memory for the
+process; the outbox table is the durable record either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from bot.log import log_event, mask_phone
+
+from .base import SendRequest, SendResult, TransportError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatedTransport:
+    name: str = "simulated"
+    sent: list[SendRequest] = field(default_factory=list)
+    # Addresses that fail as a carrier would, for tests and the demo: address -> Twilio code.
+    failing: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, request: SendRequest) -> SendResult:
+        code = self.failing.get(request.to)
+        if code is not None:
+            raise TransportError(f"simulated failure {code}", permanent=True, code=code)
+        with self._lock:
+            self.sent.append(request)
+            # Random, so that several processes (web app, worker) never mint the same SID.
+            sid = f"SM{uuid.uuid4().hex}"
+        log_event(log, "transport.simulated_send", to=mask_phone(request.to), sid=sid)
+        return SendResult(provider_sid=sid, status="queued")
+
+    def messages_to(self, address: str) -> list[SendRequest]:
+        with self._lock:
+            return [m for m in self.sent if m.to == address]

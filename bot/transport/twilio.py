@@ -1,0 +1,124 @@
+"""The Twilio transport: the official SDK, its HTTP layer pointed at TWILIO_API_BASE.
+
+Pointing the SDK's own HTTP client at another base URL (an emulator, the OpenAPI mock in
+tests, a regional edge) keeps every request the SDK builds exactly as it would be in
+production; only the host changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from bot.config import DEFAULT_TWILIO_API_BASE, Config
+
+from .base import SendRequest, SendResult, TransportError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10
+# Twilio error codes that no retry can fix (DESIGN.md: not retried).
+PERMANENT_CODES = frozenset({21211, 21408, 21610, 21612, 21614, 21606, 21608, 21617, 63016})
+RETRYABLE_CODES = frozenset({20429, 20500, 20503})
+
+
+class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """TwilioHttpClient that sends `https://api.twilio.com/...` to another base URL."""
+
+    def __init__(self, api_base: str, timeout: float = TIMEOUT_SECONDS) -> None:
+        super().__init__(timeout=timeout)
+        self.api_base = api_base.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self.api_base != DEFAULT_TWILIO_API_BASE and url.startswith(DEFAULT_TWILIO_API_BASE):
+            url = self.api_base + url[len(DEFAULT_TWILIO_API_BASE) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioTransport:
+    name = "twilio"
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        from_number: str | None,
+        messaging_service_sid: str | None,
+        whatsapp_from: str | None,
+    ) -> None:
+        self.client = client
+        self.from_number = from_number
+        self.messaging_service_sid = messaging_service_sid
+        self.whatsapp_from = whatsapp_from
+
+    @classmethod
+    def from_config(cls, config: Config) -> TwilioTransport:
+        client = Client(
+            config.twilio_account_sid,
+            config.twilio_auth_token,
+            http_client=RebasedHttpClient(config.twilio_api_base),
+        )
+        return cls(
+            client,
+            from_number=config.twilio_from_number,
+            messaging_service_sid=config.twilio_messaging_service_sid,
+            whatsapp_from=config.twilio_whatsapp_from,
+        )
+
+    def _sender(self, channel: str) -> dict[str, str]:
+        if channel == "whatsapp":
+            if not self.whatsapp_from:
+                raise TransportError("TWILIO_WHATSAPP_FROM is not set", permanent=True)
+            return {"from_": self.whatsapp_from}
+        if self.messaging_service_sid:
+            return {"messaging_service_sid": self.messaging_service_sid}
+        if self.from_number:
+            return {"from_": self.from_number}
+        raise TransportError(
+            "no TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID", permanent=True
+        )
+
+    def send(self, request: SendRequest) -> SendResult:
+        params: dict[str, Any] = {
+            "to": request.to,
+            "body": request.body,
+            **self._sender(request.channel),
+        }
+        if request.status_callback:
+            params["status_callback"] = request.status_callback
+        try:
+            message = self.client.messages.create(**params)
+        except TwilioRestException as exc:
+            raise _classify_rest_error(exc) from exc
+        except (requests.ConnectionError, requests.ConnectTimeout) as exc:
+            if isinstance(exc, requests.ReadTimeout):
+                raise _unknown_outcome(exc) from exc
+            # The connection was never made: the request did not leave, a retry is safe.
+            raise TransportError(
+                f"connection failed: {type(exc).__name__}", permanent=False
+            ) from exc
+        except requests.Timeout as exc:
+            raise _unknown_outcome(exc) from exc
+        return SendResult(provider_sid=str(message.sid), status=str(message.status or "queued"))
+
+
+def _unknown_outcome(exc: Exception) -> TransportError:
+    # The request left and no answer came back: Twilio may have accepted it. Twilio has no
+    # idempotency key on message create, so a retry could send the text twice.
+    return TransportError(
+        f"timed out after sending: {type(exc).__name__}", permanent=False, request_sent=True
+    )
+
+
+def _classify_rest_error(exc: TwilioRestException) -> TransportError:
+    code = int(exc.code) if exc.code is not None else None
+    status = int(exc.status)
+    retryable = status == 429 or status >= 500 or code in RETRYABLE_CODES
+    permanent = not retryable and (code in PERMANENT_CODES or 400 <= status < 500)
+    return TransportError(f"twilio error {code} (HTTP {status})", permanent=permanent, code=code)

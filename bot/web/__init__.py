@@ -1,0 +1,1 @@
+"""The web app: one blueprint per concern (webhooks, dashboard pages, health)."""

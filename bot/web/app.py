@@ -1,0 +1,45 @@
+"""The Flask application factory's body (bot.create_app imports this lazily)."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask
+
+from bot.config import Config, load_config
+from bot.db import make_engine, make_session_factory
+from bot.log import configure_logging
+from bot.transport.base import Transport
+from bot.transport.factory import make_transport
+
+from . import health
+from .context import AppState, close_db
+
+
+def build_app(config: Config | None = None, transport: Transport | None = None) -> Flask:
+    config = config or load_config()
+    configure_logging(config.log_level)
+    secret_key = config.secret_key
+    if secret_key is None:
+        if not (config.testing or config.demo):
+            config.require_secret_key()  # raises ConfigError naming SECRET_KEY
+        secret_key = secrets.token_hex(32)
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(
+        SECRET_KEY=secret_key,
+        TESTING=config.testing,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.public_base_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    engine = make_engine(config.database_url)
+    app.extensions["checkin"] = AppState(
+        config=config,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        transport=transport or make_transport(config),
+    )
+    app.teardown_appcontext(close_db)
+    app.register_blueprint(health.bp)
+    return app
