@@ -20,7 +20,13 @@ from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_
 from bot.models import Participant
 from bot.services.importer import import_participants
 
-ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles")
+ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+)
 
 
 def make_csv(rows: int) -> str:
@@ -57,9 +63,14 @@ def main() -> None:
                     recorded_by="bench",
                 )
             elapsed = time.perf_counter() - started
-            print(f"{label}: {args.rows} rows in {elapsed:.2f} s ({args.rows / elapsed:,.0f} rows/s): {summary}")
+            print(
+                f"{label}: {args.rows} rows in {elapsed:.2f} s ({args.rows / elapsed:,.0f} rows/s): {summary}"
+            )
         with sessions() as session:
-            print("participants in database:", session.scalar(select(func.count()).select_from(Participant)))
+            print(
+                "participants in database:",
+                session.scalar(select(func.count()).select_from(Participant)),
+            )
         engine.dispose()
 
 

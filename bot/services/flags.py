@@ -163,3 +163,62 @@ def list_flags(session: Session, *, include_resolved: bool = False) -> list[Flag
             )
         )
     return rows
+
+
+class FlagStateError(ValueError):
+    """A lifecycle change that does not apply to the flag's current state."""
+
+
+OUTCOMES = (
+    "reached",
+    "rescheduled",
+    "referred",
+    "no_action_needed",
+    "could_not_reach",
+    "other",
+)
+
+
+def acknowledge_flag(session: Session, flag: Flag, *, user_id: int, now: datetime) -> None:
+    """open -> acknowledged. Acknowledging stops the escalation ladder."""
+    if flag.state != "open":
+        raise FlagStateError(f"flag {flag.id} is {flag.state}, not open")
+    flag.state = "acknowledged"
+    flag.acknowledged_at = now
+    flag.acknowledged_by_id = user_id
+    flag.next_page_at = None
+    flag.updated_at = now
+    add_event(session, flag, "acknowledged", now=now, actor_user_id=user_id)
+
+
+def resolve_flag(
+    session: Session,
+    flag: Flag,
+    *,
+    outcome: str,
+    note: str | None,
+    now: datetime,
+    user_id: int | None,
+    automatic: bool = False,
+) -> None:
+    """open|acknowledged -> resolved, with an outcome and a note; `automatic` when the system
+    resolves it (a reply resolving `no_reply`)."""
+    if flag.state == "resolved":
+        raise FlagStateError(f"flag {flag.id} is already resolved")
+    if outcome not in OUTCOMES:
+        raise FlagStateError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    flag.state = "resolved"
+    flag.resolved_at = now
+    flag.resolved_by_id = user_id
+    flag.outcome = outcome
+    flag.note = note
+    flag.next_page_at = None
+    flag.updated_at = now
+    add_event(
+        session,
+        flag,
+        "auto_resolved" if automatic else "resolved",
+        now=now,
+        actor_user_id=user_id,
+        detail={"outcome": outcome},
+    )

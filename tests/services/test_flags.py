@@ -77,3 +77,46 @@ def test_list_orders_urgent_first_then_oldest_and_masks_phones(
     ]
     assert rows[1].coach == "marcus@example.org"
     assert rows[0].as_json()["phone_masked"] == "+1******0192"
+
+
+def test_lifecycle_open_acknowledged_resolved_records_who_and_when(
+    session: Session, now: datetime
+) -> None:
+    import pytest
+
+    from bot.services.flags import FlagStateError, acknowledge_flag, resolve_flag
+
+    coach = make_user(session, now)
+    participant = make_participant(session, now, coach_id=coach.id)
+    flag = raise_flag(
+        session, reason="crisis", severity="urgent", now=now, participant_id=participant.id
+    ).flag
+    flag.next_page_at = now + timedelta(minutes=15)
+    acknowledge_flag(session, flag, user_id=coach.id, now=now + timedelta(minutes=3))
+    assert (flag.state, flag.acknowledged_by_id, flag.next_page_at) == (
+        "acknowledged",
+        coach.id,
+        None,
+    )
+    with pytest.raises(FlagStateError):
+        acknowledge_flag(session, flag, user_id=coach.id, now=now)
+    with pytest.raises(FlagStateError):
+        resolve_flag(session, flag, outcome="shrug", note=None, now=now, user_id=coach.id)
+    resolve_flag(
+        session,
+        flag,
+        outcome="reached",
+        note="Talked by phone",
+        now=now + timedelta(hours=1),
+        user_id=coach.id,
+    )
+    session.commit()
+    events = session.scalars(
+        select(FlagEvent).where(FlagEvent.flag_id == flag.id).order_by(FlagEvent.id)
+    ).all()
+    assert [(e.kind, e.actor_user_id) for e in events] == [
+        ("opened", None),
+        ("acknowledged", coach.id),
+        ("resolved", coach.id),
+    ]
+    assert (flag.state, flag.outcome, flag.note) == ("resolved", "reached", "Talked by phone")
