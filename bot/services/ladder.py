@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.log import log_event
-from bot.models import Flag, Participant, User
+from bot.models import Flag, FlagEvent
 from bot.services.flags import add_event
-from bot.services.paging import page_user
+from bot.services.paging import ladder_recipients, page_user
 from bot.services.settings import get_setting
 
 logger = logging.getLogger(__name__)
@@ -44,45 +44,7 @@ class LadderCounts:
     skipped: int = 0
 
 
-def _recipients(
-    session: Session, flag: Flag, step_name: str, already: set[int]
-) -> tuple[list[User], str | None]:
-    """Who a step pages, or why nobody (the reason is logged on the flag)."""
-    coach: User | None = None
-    if flag.participant_id is not None:
-        participant = session.get(Participant, flag.participant_id)
-        if participant is not None and participant.coach_id is not None:
-            coach = session.get(User, participant.coach_id)
-    cover = session.get(User, coach.covering_user_id) if coach and coach.covering_user_id else None
-    if step_name == "assigned_coach":
-        if coach is None:
-            return [], "no_assigned_coach"
-        if coach.away:
-            if cover is None:
-                return [], "coach_away_without_cover"
-            return [cover], None
-        return [coach], None
-    if step_name == "covering_coach":
-        if cover is None:
-            return [], "no_covering_coach"
-        if cover.id in already:
-            return [], "already_paged"
-        return [cover], None
-    if step_name == "coordinators":
-        coordinators = list(
-            session.scalars(
-                select(User)
-                .where(User.role == "coordinator", User.active.is_(True))
-                .order_by(User.id)
-            )
-        )
-        return coordinators, None if coordinators else "no_coordinators"
-    return [], f"unknown_step:{step_name}"
-
-
 def _paged_user_ids(session: Session, flag: Flag) -> set[int]:
-    from bot.models import FlagEvent
-
     details = session.scalars(
         select(FlagEvent.detail).where(FlagEvent.flag_id == flag.id, FlagEvent.kind == "paged")
     )
@@ -108,14 +70,21 @@ def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config)
             break
         step_name = steps[min(step, len(steps) - 1)]
         step += 1
-        recipients, why_nobody = _recipients(session, flag, step_name, already)
-        if why_nobody is not None:
+        try:
+            recipients = ladder_recipients(session, flag, step_name)
+        except ValueError:  # a step name the settings page let through; skip, never stall
+            recipients = []
+        if step_name != "coordinators":
+            # A coach already paged for this flag (the cover, paged at step 1 while the coach
+            # is away) is not paged again as the "next" person.
+            recipients = [user for user in recipients if user.id not in already]
+        if not recipients:
             add_event(
                 session,
                 flag,
                 "page_skipped",
                 now=now,
-                detail={"step": step, "step_name": step_name, "reason": why_nobody},
+                detail={"step": step, "ladder_step": step_name, "why": "nobody at this step"},
             )
             counts.skipped += 1
         for user in recipients:
