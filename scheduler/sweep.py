@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from bot.config import Config
@@ -189,6 +190,15 @@ def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[in
     those inserted by (participant_id, reason)."""
     if not rows:
         return {}
+    returning = (Flag.id, Flag.participant_id, Flag.reason)
+    # The participants are locked, so a conflict needs a raiser outside the sweep; try the
+    # plain insert (cheaper than ON CONFLICT's speculative insertion) and fall back.
+    try:
+        with session.begin_nested():
+            result = session.execute(insert(Flag).returning(*returning), rows)
+            return {(pid, reason): fid for fid, pid, reason in result}
+    except IntegrityError:
+        pass
     dialect = session.get_bind().dialect.name
     statement: Any
     if dialect == "postgresql":
@@ -197,14 +207,8 @@ def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[in
         statement = sqlite.insert(Flag).on_conflict_do_nothing()
     else:  # pragma: no cover
         statement = insert(Flag)
-    inserted: dict[tuple[int, str], int] = {}
-    for chunk in _chunks(rows, 500):
-        result = session.execute(
-            statement.values(list(chunk)).returning(Flag.id, Flag.participant_id, Flag.reason)
-        )
-        for fid, pid, reason in result:
-            inserted[(pid, reason)] = fid
-    return inserted
+    result = session.execute(statement.returning(*returning), rows)
+    return {(pid, reason): fid for fid, pid, reason in result}
 
 
 def _raise_flags(
@@ -352,14 +356,26 @@ def sweep_step(
     _set_state(session, decided["satisfied"], "satisfied", now)
     _set_state(session, decided["cancelled"], "cancelled", now)
     if misses:
-        flag_of = _raise_flags(session, now, misses, rules, counts)
-        session.execute(
-            update(Expectation),
-            [
-                {"id": m.id, "state": "missed", "resolved_at": now, "flag_id": flag_of[m.id]}
-                for m in misses
-            ],
+        _raise_flags(session, now, misses, rules, counts)
+        # Each missed expectation points at its participant's unresolved flag for the reason
+        # (exactly one, by the partial unique index): one UPDATE per chunk, no row-by-row.
+        flag_for = (
+            select(Flag.id)
+            .where(
+                Flag.participant_id == Expectation.participant_id,
+                Flag.reason
+                == case((Expectation.kind == "reply", "no_reply"), else_="unconfirmed_appointment"),
+                Flag.state != "resolved",
+            )
+            .scalar_subquery()
         )
+        for chunk in _chunks([m.id for m in misses]):
+            session.execute(
+                update(Expectation)
+                .where(Expectation.id.in_(chunk))
+                .values(state="missed", resolved_at=now, flag_id=flag_for)
+                .execution_options(synchronize_session=False)
+            )
     counts.satisfied += len(decided["satisfied"])
     counts.cancelled += len(decided["cancelled"])
     counts.missed += len(misses)
