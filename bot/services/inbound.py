@@ -454,7 +454,13 @@ def _crisis(
 
 
 def _unknown_sender(
-    session: Session, message: InboundMessage, *, carrier: bool, now: datetime, config: Config
+    session: Session,
+    message: InboundMessage,
+    intent: Intent,
+    *,
+    carrier: bool,
+    now: datetime,
+    config: Config,
 ) -> _Reply:
     if carrier:
         # STOP/START from a number we do not know: the carrier answers; nothing for a coach.
@@ -478,7 +484,9 @@ def _unknown_sender(
     if recently is not None:
         # One polite answer a day is enough; a coordinator sees every message on the flag.
         return _Reply(None)
-    return _Reply(_render(session, "unknown_sender", "en", _anonymous_context(config)))
+    # HELP is answered with the program's facts, 988 and how to stop, whoever asks.
+    key = "help" if intent is Intent.HELP else "unknown_sender"
+    return _Reply(_render(session, key, "en", _anonymous_context(config)))
 
 
 def _participant_keyword(
@@ -557,7 +565,9 @@ def process(
         )
     elif participant is None:
         intent = keyword.intent.value
-        reply = _unknown_sender(session, message, carrier=carrier, now=now, config=config)
+        reply = _unknown_sender(
+            session, message, keyword.intent, carrier=carrier, now=now, config=config
+        )
     else:
         intent = keyword.intent.value
         reply = _participant_keyword(

@@ -507,6 +507,14 @@ def test_an_unknown_number_gets_a_polite_reply_and_a_flag(
     assert session.scalars(select(Flag)).one().occurrences == 2
 
 
+def test_help_from_an_unknown_number_gets_the_help_text(
+    client: FlaskClient, session: Session
+) -> None:
+    reply = message_of(post(client, "/twilio/inbound", inbound_form("+13125550778", "HELP")))
+    assert reply is not None and "Homecoming Peers" in reply and "988" in reply
+    assert session.scalars(select(Flag.reason)).one() == "unknown_sender"
+
+
 # --- crisis -----------------------------------------------------------------------------------
 
 
