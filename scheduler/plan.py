@@ -320,7 +320,7 @@ def _cancel(session: Session, ids: Iterable[int], reason: str, now: datetime) ->
         update(PlannedContact)
         .where(PlannedContact.id.in_(id_list), PlannedContact.state == "planned")
         .values(state="cancelled", state_reason=reason, decided_at=now)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -437,7 +437,7 @@ def plan_participant(
         update(Appointment)
         .where(Appointment.participant_id == participant.id)
         .values(planned_version=Appointment.version)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     counts.participants = 1
     return counts

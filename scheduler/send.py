@@ -119,7 +119,7 @@ def _decide_contact(
         update(PlannedContact)
         .where(PlannedContact.id == contact_id, PlannedContact.state.in_(("planned", "queued")))
         .values(state=state, state_reason=reason, decided_at=now)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
 
 
@@ -204,7 +204,7 @@ def enqueue_due(
             update(PlannedContact)
             .where(PlannedContact.id == contact.id, PlannedContact.state == "planned")
             .values(state="queued", decided_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
         if result.created:
             counts.queued += 1
@@ -232,7 +232,7 @@ def recover_stale(session: Session, now: datetime, lease: timedelta = LEASE) -> 
                 error_message="worker stopped between claim and outcome; not resent",
                 status_updated_at=now,
             )
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
         if result.rowcount:  # type: ignore[attr-defined]
             marked += 1
@@ -367,7 +367,7 @@ def claim_next(
             claimed_by=worker_id,
             attempts=OutboundMessage.attempts + 1,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     if not claimed.rowcount:  # type: ignore[attr-defined]
         return DECIDED  # another worker was first
@@ -401,7 +401,7 @@ def record_sent(
             OutboundMessage.provider_sid.is_(None),
         )
         .values(provider_sid=provider_sid, status=status, sent_at=now, status_updated_at=now)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     contact_id = session.scalar(
         select(OutboundMessage.planned_contact_id).where(OutboundMessage.id == claim.message_id)
@@ -411,7 +411,7 @@ def record_sent(
             update(PlannedContact)
             .where(PlannedContact.id == contact_id, PlannedContact.state == "queued")
             .values(state="sent", decided_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
 
 
