@@ -123,6 +123,21 @@ def _decide_contact(
     )
 
 
+def _later_reminder_due(session: Session, contact: PlannedContact, now: datetime) -> bool:
+    later = session.scalars(
+        select(PlannedContact.id)
+        .where(
+            PlannedContact.appointment_id == contact.appointment_id,
+            PlannedContact.id != contact.id,
+            PlannedContact.state.in_(("planned", "queued", "sent")),
+            PlannedContact.send_after > contact.send_after,
+            PlannedContact.send_after <= now,
+        )
+        .limit(1)
+    ).first()
+    return later is not None
+
+
 def enqueue_due(
     session: Session, now: datetime, config: Config, limit: int = BATCH
 ) -> tuple[SendCounts, bool]:
@@ -161,6 +176,12 @@ def enqueue_due(
             if appointment is None or appointment.status not in ("scheduled", "confirmed"):
                 _decide_contact(session, contact.id, "cancelled", "appointment_cancelled", now)
                 counts.cancelled += 1
+                continue
+            if _later_reminder_due(session, contact, now):
+                # After downtime the 3-day and the 1-day reminder can both be due: only the
+                # latest goes, as for an appointment imported late (Precise rules, Reminders).
+                _decide_contact(session, contact.id, "skipped", "later_reminder_due", now)
+                counts.skipped += 1
                 continue
         if in_quiet_hours(now, zone, start, end):
             # Only when settings changed after planning: the planner keeps slots out of quiet hours.

@@ -243,3 +243,20 @@ def test_a_claim_abandoned_by_a_dead_worker_becomes_unknown_not_a_second_send(
         assert message is not None and message.status == "unknown"
         assert session.scalars(select(Flag.reason)).one() == "delivery_unknown"
     assert transport.sent == []
+
+
+def test_after_downtime_only_the_latest_due_reminder_of_an_appointment_goes(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    from tests.factories import make_appointment
+
+    pid = _participant(sessions, release_date=date(2026, 6, 1))
+    with sessions.begin() as session:
+        participant = session.get(Participant, pid)
+        assert participant is not None
+        make_appointment(session, participant, utc("2026-03-20T18:00:00Z"), ENROLLED)
+    _run(sessions, transport, config, ENROLLED)
+    _run(sessions, transport, config, utc("2026-03-19T15:30:00Z"))  # 3d and 1d both due
+    states = _states(sessions, pid)
+    assert (states["reminder.3d"], states["reminder.1d"]) == ("skipped", "sent")
+    assert len(transport.sent) == 1
