@@ -1,0 +1,506 @@
+"""Recognise the reply keywords of an inbound text: STOP, START, HELP, YES, NO.
+
+Pure and standard-library only: no I/O, no database, nothing but precompiled regexes.
+
+How a body is read
+------------------
+1. ``carrier_handled`` is decided on the body with only its edges trimmed: Twilio answers its own
+   single-word opt-out/opt-in keywords (see ``CARRIER_KEYWORDS``) and our webhook must then stay
+   silent, so this flag is exact and deliberately narrow ("STOP." yes, "stop pls" no).
+2. Everything else works on :func:`normalize`: accents removed (SÍ -> si), case folded,
+   apostrophes dropped (don't -> dont), any other punctuation or emoji turned into a space, and
+   runs of a repeated letter squashed to one letter (stooop -> stop, yesss -> yes, all -> al). The
+   phrase lists below are squashed the same way when they are compiled, so they are written in
+   ordinary spelling and match the stretched spellings people type.
+3. Intents are tried in a fixed order: STOP, START, HELP, YES, NO. STOP comes first because a
+   missed opt-out is the costlier mistake for the program.
+
+The precision/recall trade-off for STOP
+---------------------------------------
+A missed opt-out is a legal risk: under the TCPA, and the FCC's 2024 revocation rule as we read
+it, words such as stop, quit, end, revoke, opt out, cancel and unsubscribe sent in reply are a
+per-se revocation of consent. A false opt-out silently cuts someone off from the peer support
+this program exists to give, at the most fragile point of their re-entry. So:
+
+* every carrier word alone, with courtesy words ("stop pls", "please stop", "STOP!!!") and the
+  clear "stop texting/messaging me", "no more texts", "take me off this list", "unsubscribe me"
+  forms (English and Spanish) are STOP, wherever they stand in the message;
+* an opt-out phrase right after a negation ("please don't stop texting me", "no dejen de
+  escribirme") is not STOP;
+* a bare carrier word inside other text ("cancel my appointment?", "the bus stop", "I want to
+  stop using", "I can't stop crying", "stop by the office") is NONE: a coach reads every NONE,
+  and can ask the person, which a silent opt-out never allows. "leave me alone" on its own and
+  "I quit" are NONE for the same reason: they may be distress, not an opt-out.
+
+HELP and pleas for help
+-----------------------
+A lone HELP / INFO / AYUDA (any case and punctuation) is HELP; our HELP reply names 988, because
+a lone "help" may be a cry for help. "help me", "I need help", "please help" and "ayúdenme" are
+NONE here on purpose: they are left to :mod:`messages.crisis` and to a human, not answered with
+a canned program description.
+
+YES and NO
+----------
+YES/Y/C/CONFIRM/SÍ and clear confirmations ("yes I'll be there", a lone 👍) are YES. "ok" is *not*
+YES: in reply to a check-in it usually means "I'm ok", and a wrong confirmation hides a missed
+appointment, whereas an unconfirmed one only raises a flag. NO/N/NOPE and "can't make it"
+anywhere in the message are NO, because the flag that follows ("coach, reschedule") is cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "CARRIER_KEYWORDS",
+    "CARRIER_OPT_IN",
+    "CARRIER_OPT_OUT",
+    "Intent",
+    "KeywordResult",
+    "classify_keyword",
+    "normalize",
+]
+
+
+class Intent(enum.StrEnum):
+    """What a reply asks for. NONE means "free text: a human reads it"."""
+
+    STOP = "stop"
+    START = "start"
+    HELP = "help"
+    YES = "yes"
+    NO = "no"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class KeywordResult:
+    """The intent of a reply, and whether Twilio itself has already answered it."""
+
+    intent: Intent
+    # True only when Twilio answers this keyword itself (the body is exactly one of
+    # CARRIER_KEYWORDS apart from case, whitespace and surrounding punctuation/emoji), so the
+    # webhook must reply with an empty <Response/> to avoid a double confirmation.
+    carrier_handled: bool
+
+
+# Twilio's default Advanced Opt-Out keywords (REVOKE and OPTOUT were added in 2025).
+CARRIER_OPT_OUT: frozenset[str] = frozenset(
+    {"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"}
+)
+CARRIER_OPT_IN: frozenset[str] = frozenset({"start", "unstop"})
+CARRIER_KEYWORDS: frozenset[str] = CARRIER_OPT_OUT | CARRIER_OPT_IN
+
+# Keyword replies are short; a long message is free text for a coach even if it happens to be
+# made only of courtesy words, and the cap also bounds the work of the anchored patterns.
+_MAX_COMPOSED_LEN = 80
+
+_APOSTROPHES = re.compile(r"['’‘`´ʼ]")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_REPEATS = re.compile(r"([a-z])\1+")
+# In a pattern's source, squash doubled letters but never one that follows a backslash, so that
+# escapes such as \b or \s keep their meaning.
+_PATTERN_REPEATS = re.compile(r"(?<!\\)([a-z])\1+")
+
+
+def _fold(text: str) -> str:
+    """Case-fold and strip accents (NFKD, then drop combining marks): "SÍ" -> "si", "ñ" -> "n"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def normalize(body: str) -> str:
+    """Return the canonical form that the phrase patterns match.
+
+    Lower case without accents, apostrophes dropped, every other non-alphanumeric run (spaces,
+    punctuation, emoji) turned into one space, repeated letters squashed: "Don't STOOOP!! 🙏"
+    becomes "dont stop".
+    """
+    text = _APOSTROPHES.sub("", _fold(body))
+    text = _NON_ALNUM.sub(" ", text).strip()
+    return _REPEATS.sub(r"\1", text)
+
+
+def _squash_pattern(source: str) -> str:
+    return _PATTERN_REPEATS.sub(r"\1", source)
+
+
+def _alt(phrases: Iterable[str]) -> str:
+    """A non-capturing alternation, longest phrase first so that the longest reading wins."""
+    return "(?:" + "|".join(sorted(phrases, key=len, reverse=True)) + ")"
+
+
+def _compose(core: Iterable[str], courtesy: Iterable[str]) -> re.Pattern[str]:
+    """The whole message is core phrases, optionally wrapped in courtesy words.
+
+    "stop", "please stop", "stop pls thanks", "stop stop stop" and "yes sir ill be there thank
+    you" all match; anything with a word outside the two lists does not.
+    """
+    core_rx, courtesy_rx = _alt(core), _alt(courtesy)
+    source = rf"^(?:{courtesy_rx} )*{core_rx}(?: (?:{core_rx}|{courtesy_rx}))*$"
+    return re.compile(_squash_pattern(source))
+
+
+def _search(source: str) -> re.Pattern[str]:
+    return re.compile(_squash_pattern(source))
+
+
+_COURTESY = (
+    "please",
+    "pls",
+    "plz",
+    "plse",
+    "plez",
+    "pleez",
+    "thanks",
+    "thank you",
+    "thankyou",
+    "thx",
+    "ty",
+    "por favor",
+    "porfa",
+    "porfavor",
+    "gracias",
+    "sir",
+    "maam",
+    "mam",
+    "miss",
+    "ok",
+    "okay",
+)
+
+# --- STOP -------------------------------------------------------------------------------------
+
+_STOP_WORDS = (
+    # Twilio's words and their obvious variants.
+    "stop",
+    "stopall",
+    "stop all",
+    "unsubscribe",
+    "unsub",
+    "cancel",
+    "cancel all",
+    "cancel everything",
+    "end",
+    "quit",
+    "revoke",
+    "optout",
+    "opt out",
+    "opt me out",
+    "stop it",
+    "stop this",
+    "remove me",
+    "dont text me",
+    "do not text me",
+    "dont message me",
+    "do not message me",
+    "dont contact me",
+    "do not contact me",
+    # Spanish.
+    "alto",
+    "parar",
+    "para",
+    "pare",
+    "paren",
+    "basta",
+    "cancelar",
+    "detener",
+    "detente",
+    "baja",
+    "quitenme",
+    "quitame",
+    "borrenme",
+    "no me escriban",
+    "no me escribas",
+    "no me manden",
+    "no me mandes",
+    "no me envien",
+    "no me textees",
+)
+# Leading/trailing words that do not change an opt-out: "no, stop", "just stop", "stop now",
+# "I said stop", "basta ya".
+_STOP_COURTESY = (
+    *_COURTESY,
+    "no",
+    "just",
+    "now",
+    "right now",
+    "already",
+    "asap",
+    "i said",
+    "seriously",
+    "enough",
+    "ya",
+    "ahora",
+    "again",
+)
+_STOP_COMPOSED = _compose(_STOP_WORDS, _STOP_COURTESY)
+
+_EN_NEGATORS = frozenset(
+    {"dont", "not", "never", "cant", "cannot", "wont", "didnt", "doesnt", "shouldnt", "wouldnt"}
+)
+_ES_NEGATORS = frozenset({"no", "nunca", "jamas"})
+# Words allowed between a negation and the phrase it negates: "don't you ever stop texting me".
+_NEGATION_FILLERS = frozenset(
+    {"you", "u", "ever", "please", "pls", "plz", "just", "ya", "yall", "guys", "me", "por", "favor"}
+)
+
+_TEXTS = "(?:texts|text messages|messages|msgs|msg|txts|txt|sms|reminders|notifications|alerts)"
+_TEXTING = (
+    "(?:texting|txting|texing|text|txt|messaging|msging|message|msg|sending|sending me|contacting"
+    "|contact|calling|bothering|hitting me up)"
+)
+
+# Opt-out phrases that count anywhere in a message, unless negated (see _negated).
+_STOP_PHRASES_EN = _search(
+    "|".join(
+        [
+            rf"\bstop {_TEXTING}\b",
+            rf"\bstop (?:all |the |these |this |your |ur |those |sending |sending me )*{_TEXTS}\b",
+            rf"\bstop (?:getting|receiving) (?:all |the |these |this |your |ur |those )*{_TEXTS}\b",
+            rf"\bno more {_TEXTS}\b",
+            r"\bno more (?:texting|messaging)\b",
+            rf"\b(?:dont|do not|never) (?:text|txt|message|msg|contact|send) (?:me|this number)"
+            rf"(?: {_TEXTS})? (?:anymore|any more|again|no more|ever again)\b",
+            r"\bunsubscribe\b",
+            r"\bunsub\b",
+            r"\bopt ?out\b",
+            r"\bopt me out\b",
+            r"\b(?:take|remove|delete|drop|erase) (?:me|my (?:number|phone|phone number|name|info))"
+            r" (?:off|from|out)\b",
+            r"\blose my number\b",
+            r"\b(?:delete|remove|erase) my (?:number|phone number|info)\b",
+            r"\brevoke (?:my )?consent\b",
+            rf"\bcancel (?:all |the |these |my |this )*(?:subscription|{_TEXTS})\b",
+        ]
+    )
+)
+_STOP_PHRASES_ES = _search(
+    "|".join(
+        [
+            r"\bno me (?:manden|mandes|mande|envien|envies|envie|escriban|escribas|escriba"
+            r"|texteen|textees|contacten|contactes) (?:mas|nunca mas|mensajes|textos|msjs|msj)\b",
+            r"\b(?:dejen|deja|dejar|deje|dejes|dejan) de (?:escribirme|mandarme|enviarme"
+            r"|textearme|contactarme|molestarme|escribir|mandar|enviar|textear)\b",
+            r"\b(?:ya )?no (?:quiero|deseo) (?:recibir |seguir recibiendo |mas )*"
+            r"(?:mensajes|textos|msjs)\b",
+            r"\bno mas (?:mensajes|textos|msjs)\b",
+            r"\b(?:quitenme|quitame|quiteme|borrenme|borrame|sacame|saquenme|eliminenme)"
+            r" (?:de|del)\b",
+            r"\b(?:dar|darme|darse|dame|denme) de baja\b",
+            r"\bcancelar (?:los |mis |la |el |las )?(?:mensajes|textos|suscripcion)\b",
+        ]
+    )
+)
+
+# --- START ------------------------------------------------------------------------------------
+
+_START_WORDS = (
+    "start",
+    "unstop",
+    "subscribe",
+    "resubscribe",
+    "resume",
+    "restart",
+    "start again",
+    "start back",
+    "start back up",
+    "yes start",
+    "opt in",
+    "optin",
+    "opt me in",
+    "opt me back in",
+    "sign me up",
+    "sign me back up",
+    "comenzar",
+    "iniciar",
+    "empezar",
+    "reanudar",
+    "alta",
+    "darme de alta",
+    "suscribir",
+    "suscribirme",
+)
+_START_COMPOSED = _compose(_START_WORDS, _COURTESY)
+_START_PHRASES = _search(
+    r"\b(?:start|resume|restart) (?:texting|messaging|sending|the texts|texts|messages)"
+    r"(?: me)? (?:again|back)\b|\bunstop\b|\b(?:opt|sign) me back in\b"
+)
+
+# --- HELP -------------------------------------------------------------------------------------
+
+# Only a lone HELP/AYUDA is the keyword (see the module docstring); INFO may carry courtesy.
+_HELP_ALONE = _search(r"^(?:help|ayuda|halp)$")
+_HELP_COMPOSED = _compose(
+    ("info", "information", "informacion", "more info", "help info", "mas informacion"), _COURTESY
+)
+
+# --- YES / NO ---------------------------------------------------------------------------------
+
+_YES_WORDS = (
+    "yes",
+    "y",
+    "ye",
+    "yea",
+    "yeah",
+    "yep",
+    "yup",
+    "yas",
+    "c",
+    "confirm",
+    "confirmed",
+    "confirming",
+    "i confirm",
+    "si",
+    "claro",
+    "claro que si",
+    "de acuerdo",
+    "confirmo",
+    "confirmado",
+    "sure",
+    "for sure",
+    "of course",
+    "definitely",
+    "absolutely",
+    "will do",
+    "i will be there",
+    "ill be there",
+    "i will",
+    "will be there",
+    "be there",
+    "see you there",
+    "see you then",
+    "see you tomorrow",
+    "see you soon",
+    "ahi estare",
+    "alli estare",
+    "ahi nos vemos",
+    "alli nos vemos",
+    "si voy",
+    "ahi voy",
+    "ahi estoy",
+    "yes i can",
+    "i can make it",
+    "i can",
+)
+_NO_WORDS = (
+    "no",
+    "n",
+    "nope",
+    "nah",
+    "no thanks",
+    "no thank you",
+    "cant",
+    "i cant",
+    "cant go",
+    "i cant go",
+    "i cant come",
+    "i cant be there",
+    "i wont be there",
+    "wont be there",
+    "not going",
+    "im not going",
+    "i am not going",
+    "no puedo",
+    "no puedo ir",
+    "no voy",
+    "no voy a ir",
+    "no voy a poder",
+    "no voy a poder ir",
+    "no podre",
+    "no podre ir",
+    "no puedo llegar",
+    "no puedo asistir",
+    "no gracias",
+)
+_YES_COMPOSED = _compose(_YES_WORDS, (*_COURTESY, "coach", "lol"))
+_NO_COMPOSED = _compose(_NO_WORDS, (*_COURTESY, "sorry", "lo siento", "coach"))
+# A declined appointment anywhere in a message: the flag that follows asks a coach to reschedule.
+_NO_PHRASES = _search(
+    r"\b(?:cant|cannot|can not|wont|will not|not going to|not gonna|unable to|couldnt|could not)"
+    r" (?:make it|make the appointment|make my appointment|be there)\b"
+    r"|\bno (?:puedo|podre|voy a poder) (?:ir|llegar|asistir)\b"
+)
+
+_YES_EMOJI = frozenset("👍✅👌✔☑")
+_NO_EMOJI = frozenset("👎❌")
+# Invisible parts of emoji sequences: variation selectors, skin tones, zero-width joiner.
+_EMOJI_MODIFIERS = frozenset("\ufe0f\ufe0e\u200d🏻🏼🏽🏾🏿")
+
+
+def _strip_edges(body: str) -> str:
+    """Drop whitespace, punctuation, symbols and emoji from both ends (letters/digits stay)."""
+    start, end = 0, len(body)
+    while start < end and not body[start].isalnum():
+        start += 1
+    while end > start and not body[end - 1].isalnum():
+        end -= 1
+    return body[start:end]
+
+
+def _is_carrier_keyword(body: str) -> bool:
+    core = _strip_edges(body)
+    # ASCII only: Twilio matches its own spelling; "STÓP" is ours to confirm, not Twilio's.
+    return core.isascii() and core.casefold() in CARRIER_KEYWORDS
+
+
+def _emoji_intent(body: str) -> Intent:
+    symbols = {ch for ch in body if not ch.isspace() and ch not in _EMOJI_MODIFIERS}
+    if symbols and symbols <= _YES_EMOJI:
+        return Intent.YES
+    if symbols and symbols <= _NO_EMOJI:
+        return Intent.NO
+    return Intent.NONE
+
+
+def _negated(text: str, start: int, negators: frozenset[str]) -> bool:
+    """True when the words just before ``start`` negate the phrase there.
+
+    Looks back past a few filler words ("don't you ever stop texting me") to the nearest real
+    word; "I don't want it, stop texting me" is therefore still an opt-out.
+    """
+    words = text[:start].split()
+    for word in reversed(words[-4:]):
+        if word in negators:
+            return True
+        if word not in _NEGATION_FILLERS:
+            return False
+    return False
+
+
+def _matches_unnegated(pattern: re.Pattern[str], text: str, negators: frozenset[str]) -> bool:
+    return any(not _negated(text, m.start(), negators) for m in pattern.finditer(text))
+
+
+def _intent(body: str, text: str) -> Intent:
+    if not text:
+        return _emoji_intent(body)
+    short = len(text) <= _MAX_COMPOSED_LEN
+    if (
+        (short and _STOP_COMPOSED.match(text))
+        or _matches_unnegated(_STOP_PHRASES_EN, text, _EN_NEGATORS)
+        or _matches_unnegated(_STOP_PHRASES_ES, text, _EN_NEGATORS | _ES_NEGATORS)
+    ):
+        return Intent.STOP
+    if (short and _START_COMPOSED.match(text)) or _matches_unnegated(
+        _START_PHRASES, text, _EN_NEGATORS | _ES_NEGATORS
+    ):
+        return Intent.START
+    if _HELP_ALONE.match(text) or (short and _HELP_COMPOSED.match(text)):
+        return Intent.HELP
+    if short and _YES_COMPOSED.match(text):
+        return Intent.YES
+    if (short and _NO_COMPOSED.match(text)) or _NO_PHRASES.search(text):
+        return Intent.NO
+    return Intent.NONE
+
+
+def classify_keyword(body: str) -> KeywordResult:
+    """Classify one inbound body. Never raises; anything unrecognised is ``Intent.NONE``."""
+    intent = _intent(body, normalize(body))
+    carrier = intent in (Intent.STOP, Intent.START) and _is_carrier_keyword(body)
+    return KeywordResult(intent=intent, carrier_handled=carrier)

@@ -1,0 +1,1 @@
+"""Tests for the pure messages package (keywords, crisis)."""
