@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config, ConfigError, load_config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from bot.log import log_event
-from bot.models import ConsentEvent, Flag, InboundMessage, OutboundMessage, Participant, User
+from bot.models import ConsentEvent, InboundMessage, OutboundMessage, Participant, User
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
 from bot.services.importer import import_appointments, import_participants
 from bot.services.seed import seed_defaults
@@ -239,14 +239,18 @@ def _seed_history(session: Session, now: datetime) -> None:
             continue  # not home yet: only their welcome is planned
         welcome_at = local_datetime(released, time(10), zone)
         if welcome_at < now:
-            history.outbound(person, "welcome", _render(session, person, "welcome"), welcome_at, "delivered")
+            history.outbound(
+                person, "welcome", _render(session, person, "welcome"), welcome_at, "delivered"
+            )
         misses = 0
         for n, day in enumerate(days, start=1):
             sent_at = local_datetime(released + timedelta(days=day), time(10), zone)
             if sent_at >= now - timedelta(hours=1):
                 break
             status = "undelivered" if (i % 11 == 4 and n == 3) else "delivered"
-            history.outbound(person, "checkin", _render(session, person, _checkin_key(n)), sent_at, status)
+            history.outbound(
+                person, "checkin", _render(session, person, _checkin_key(n)), sent_at, status
+            )
             # Most people answer most texts; a few go quiet for a while.
             replies = status == "delivered" and (i + n) % 5 != 0 and not (i % 9 == 3 and n > 4)
             if replies:
@@ -274,36 +278,80 @@ def _seed_flags(
         # A crisis text an hour ago: the urgent flag tops the coach's queue.
         at = now - timedelta(hours=1)
         history.inbound(person, "I can't do this anymore, I want to end it", at, intent="crisis")
-        history.outbound(person, "crisis_reply", _render(session, person, "crisis"), at, "delivered")
+        history.outbound(
+            person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
+        )
         raise_flag(session, reason="crisis", severity="urgent", now=at, participant_id=person.id)
     elif i == 18:
         # An earlier crisis that a coach acknowledged in 6 minutes and resolved.
         at = now - timedelta(days=9)
         history.inbound(person, "everything is too much tonight", at, intent="crisis")
-        history.outbound(person, "crisis_reply", _render(session, person, "crisis"), at, "delivered")
-        flag = raise_flag(session, reason="crisis", severity="urgent", now=at, participant_id=person.id).flag
+        history.outbound(
+            person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
+        )
+        flag = raise_flag(
+            session, reason="crisis", severity="urgent", now=at, participant_id=person.id
+        ).flag
         acknowledge_flag(session, flag, user_id=coach_id, now=at + timedelta(minutes=6))
-        resolve_flag(session, flag, outcome="reached", note="Talked by phone; safe, seeing counselor.", now=at + timedelta(hours=2), user_id=coach_id)
+        resolve_flag(
+            session,
+            flag,
+            outcome="reached",
+            note="Talked by phone; safe, seeing counselor.",
+            now=at + timedelta(hours=2),
+            user_id=coach_id,
+        )
     elif i == 27:
         at = now - timedelta(days=2, hours=3)
         history.inbound(person, "STOP", at, intent="stop")
         person.status = "opted_out"
         person.opted_out_at = at
-        session.add(ConsentEvent(participant_id=person.id, kind="opt_out", at=at, method="sms", wording="STOP"))
+        session.add(
+            ConsentEvent(
+                participant_id=person.id, kind="opt_out", at=at, method="sms", wording="STOP"
+            )
+        )
         raise_flag(session, reason="opted_out", severity="info", now=at, participant_id=person.id)
     elif i % 11 == 4:
-        flag = raise_flag(session, reason="delivery_failed", severity="high", now=now - timedelta(days=3), participant_id=person.id).flag
+        flag = raise_flag(
+            session,
+            reason="delivery_failed",
+            severity="high",
+            now=now - timedelta(days=3),
+            participant_id=person.id,
+        ).flag
         if i == 15:
-            acknowledge_flag(session, flag, user_id=coach_id, now=now - timedelta(days=3) + timedelta(minutes=40))
+            acknowledge_flag(
+                session, flag, user_id=coach_id, now=now - timedelta(days=3) + timedelta(minutes=40)
+            )
     if misses >= 1 and person.status == "active":
         severity = "high" if misses >= 2 else "normal"
-        outcome = raise_flag(session, reason="no_reply", severity=severity, now=now - timedelta(hours=20), participant_id=person.id)
+        outcome = raise_flag(
+            session,
+            reason="no_reply",
+            severity=severity,
+            now=now - timedelta(hours=20),
+            participant_id=person.id,
+        )
         outcome.flag.occurrences = misses
     if i in (2, 10):
         at = now - timedelta(days=5)
-        flag = raise_flag(session, reason="appointment_declined", severity="normal", now=at, participant_id=person.id).flag
+        flag = raise_flag(
+            session,
+            reason="appointment_declined",
+            severity="normal",
+            now=at,
+            participant_id=person.id,
+        ).flag
         history.inbound(person, "NO" if person.language == "en" else "No puedo ir", at, intent="no")
-        resolve_flag(session, flag, outcome="rescheduled", note="Moved to next week.", now=at + timedelta(hours=5), user_id=coach_id)
+        resolve_flag(
+            session,
+            flag,
+            outcome="rescheduled",
+            note="Moved to next week.",
+            now=at + timedelta(hours=5),
+            user_id=coach_id,
+        )
     if i == 3:
         # Someone not enrolled texts the program number.
         at = now - timedelta(hours=6)
@@ -323,7 +371,9 @@ def _seed_flags(
                 processed_at=at,
             )
         )
-        flag = raise_flag(session, reason="unknown_sender", severity="normal", now=at, sender_address=stranger).flag
+        flag = raise_flag(
+            session, reason="unknown_sender", severity="normal", now=at, sender_address=stranger
+        ).flag
         add_event(session, flag, "note", now=at, detail={"text": "seeded by the demo"})
     session.flush()
 
@@ -385,7 +435,9 @@ def run_demo(host: str, port: int) -> int:
         # the auth token is kept only to sign the simulator's own inbound requests.
         twilio_auth_token=config.twilio_auth_token or secrets.token_hex(16),
         twilio_from_number=config.twilio_from_number or DEMO_PROGRAM_NUMBER,
-        program_name=config.program_name if config.program_name != "Checkin" else "Homecoming Peers",
+        program_name=config.program_name
+        if config.program_name != "Checkin"
+        else "Homecoming Peers",
         program_phone=config.program_phone or "(202) 555-0100",
     )
     logins = seed_demo(database_url, datetime.now(UTC))
@@ -406,4 +458,3 @@ def run_demo(host: str, port: int) -> int:
     finally:
         stop.set()
     return 0
-

@@ -104,7 +104,9 @@ def day_bucket(day: int) -> tuple[int, str]:
     return first, f"days {first}–{first + 6}"
 
 
-def report_period(now: datetime, zone: ZoneInfo, weeks: int = DEFAULT_WEEKS) -> tuple[datetime, datetime]:
+def report_period(
+    now: datetime, zone: ZoneInfo, weeks: int = DEFAULT_WEEKS
+) -> tuple[datetime, datetime]:
     """The last `weeks` whole local weeks, the current one included: [Monday 00:00, now]."""
     first_monday = week_start(now, zone) - timedelta(weeks=weeks - 1)
     return local_datetime(first_monday, datetime.min.time(), zone), now
@@ -124,7 +126,8 @@ def _replies_by_participant(
     )
     replies: dict[int, list[datetime]] = defaultdict(list)
     for participant_id, received_at in rows:
-        replies[participant_id].append(received_at)
+        if participant_id is not None:
+            replies[participant_id].append(received_at)
     return replies
 
 
@@ -133,9 +136,7 @@ def _replied(replies: list[datetime], sent_at: datetime, window: timedelta) -> b
     return i < len(replies) and replies[i] <= sent_at + window
 
 
-def build_report(
-    session: Session, *, start: datetime, end: datetime, zone: ZoneInfo
-) -> Report:
+def build_report(session: Session, *, start: datetime, end: datetime, zone: ZoneInfo) -> Report:
     window_hours = int(get_setting(session, "escalation")["reply_window_hours"])
     window = timedelta(hours=window_hours)
     report = Report(start=start, end=end, zone=str(zone), reply_window_hours=window_hours)
@@ -165,6 +166,8 @@ def build_report(
         monday += timedelta(weeks=1)
     by_day: dict[tuple[int, str], list[int]] = {}
     for participant_id, purpose, status, sent_at, release_date, timezone in sent_rows:
+        if participant_id is None or sent_at is None:
+            continue
         replied = _replied(replies.get(participant_id, []), sent_at, window)
         counts = weeks.setdefault(week_start(sent_at, zone), [0, 0, 0])
         counts[0] += 1

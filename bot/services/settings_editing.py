@@ -17,9 +17,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Config
@@ -108,9 +108,7 @@ def parse_settings_form(
                 f"{send_time} is inside quiet hours ({quiet_start}–{quiet_end}); "
                 "nothing could go out then"
             )
-    reply_window = _int(
-        errors, "reply_window_hours", form.get("reply_window_hours", ""), 1, 336
-    )
+    reply_window = _int(errors, "reply_window_hours", form.get("reply_window_hours", ""), 1, 336)
     confirm_by = _int(
         errors, "confirm_by_hours_before", form.get("confirm_by_hours_before", ""), 1, 168
     )
@@ -131,9 +129,7 @@ def parse_settings_form(
     if errors:
         raise SettingsInvalid(errors)
     new = {key: dict(value) for key, value in current.items()}
-    new["cadence"].update(
-        checkin_days=days, weekly_until_day=weekly_until, send_time=send_time
-    )
+    new["cadence"].update(checkin_days=days, weekly_until_day=weekly_until, send_time=send_time)
     new["quiet_hours"].update(start=quiet_start, end=quiet_end)
     new["escalation"].update(
         reply_window_hours=reply_window,
@@ -240,12 +236,13 @@ def save_settings(
         session.flush()
         return SettingsSaved(changed, 0, 0, 0, replanned=False)
     before = _future_planned(session, now)
-    cancelled = session.execute(
+    result = session.execute(
         update(PlannedContact)
         .where(PlannedContact.state == "planned", PlannedContact.send_after > now)
         .values(state="cancelled", state_reason="settings changed", decided_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
+    cancelled = cast("CursorResult[Any]", result).rowcount
     session.execute(
         update(Participant)
         .where(Participant.status == "active")
@@ -261,6 +258,4 @@ def save_settings(
     after = _future_planned(session, now)
     moved_or_dropped = sum(1 for k, at in before.items() if after.get(k) != at)
     added = sum(1 for k in after if k not in before)
-    return SettingsSaved(
-        changed, cancelled, len(after), moved_or_dropped + added, replanned=True
-    )
+    return SettingsSaved(changed, cancelled, len(after), moved_or_dropped + added, replanned=True)

@@ -84,16 +84,16 @@ def bar_chart(
     for ci, category in enumerate(categories):
         x0 = MARGIN_LEFT + ci * group_w + (group_w - bar_w * len(series)) / 2
         for si, one in enumerate(series):
-            value = one.values[ci]
-            if value is None:
+            bar = one.values[ci]
+            if bar is None:
                 continue
-            h = plot_h * min(value, top) / top if top else 0
+            h = plot_h * min(bar, top) / top if top else 0
             x = x0 + si * bar_w
             y = MARGIN_TOP + plot_h - h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{PALETTE[si % len(PALETTE)]}">'
-                f"<title>{escape(f'{one.name}, {category}: {_fmt(value)}{unit}')}</title></rect>"
+                f"<title>{escape(f'{one.name}, {category}: {_fmt(bar)}{unit}')}</title></rect>"
             )
         if ci % label_every == 0:
             cx = MARGIN_LEFT + ci * group_w + group_w / 2
