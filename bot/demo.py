@@ -9,6 +9,8 @@ as any participant through the real inbound path.
 
 from __future__ import annotations
 
+import csv
+import inspect
 import io
 import logging
 import secrets
@@ -21,8 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config, ConfigError, load_config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
@@ -34,6 +36,7 @@ from bot.services.seed import seed_defaults
 from bot.services.settings import DEFAULT_SETTINGS
 from bot.services.users import create_user
 from bot.timeutil import local_datetime
+from bot.transport.base import Transport
 from bot.transport.simulated import SimulatedTransport
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ REPLIES = {
     "es": ("Bien, gracias", "Todo bien", "Aquí andamos", "Sí, bien", "Gracias, todo tranquilo"),
 }
 PARTICIPANT_COUNT = 40
+WORKER_SECONDS = 20
 
 
 def _demo_password(role: str) -> str:
@@ -133,7 +137,9 @@ def _seed_participants(session: Session, now: datetime) -> None:
 
 
 def _seed_appointments(session: Session, now: datetime) -> None:
-    rows = ["external_id,kind,starts_at,location,appointment_id"]
+    out = io.StringIO()
+    rows = csv.writer(out)
+    rows.writerow(["external_id", "kind", "starts_at", "location", "appointment_id"])
     for i in range(PARTICIPANT_COUNT):
         if i % 3 == 2:
             continue  # not everybody has an appointment coming up
@@ -142,8 +148,9 @@ def _seed_appointments(session: Session, now: datetime) -> None:
         starts = datetime.combine(day, time(9 + i % 7, 30 if i % 2 else 0))
         place = PLACES[i % len(PLACES)] or ""
         kind = APPOINTMENT_KINDS[i % len(APPOINTMENT_KINDS)]
-        rows.append(f"D-{i + 1:03d},{kind},{starts.isoformat()},{place},demo-appt-{i + 1}")
-    import_appointments(session, io.StringIO("\n".join(rows)), now=now, recorded_by="demo")
+        rows.writerow([f"D-{i + 1:03d}", kind, starts.isoformat(), place, f"demo-appt-{i + 1}"])
+    out.seek(0)
+    import_appointments(session, out, now=now, recorded_by="demo")
 
 
 @dataclass
@@ -243,6 +250,7 @@ def _seed_history(session: Session, now: datetime) -> None:
                 person, "welcome", _render(session, person, "welcome"), welcome_at, "delivered"
             )
         misses = 0
+        last_miss: datetime | None = None
         for n, day in enumerate(days, start=1):
             sent_at = local_datetime(released + timedelta(days=day), time(10), zone)
             if sent_at >= now - timedelta(hours=1):
@@ -260,8 +268,11 @@ def _seed_history(session: Session, now: datetime) -> None:
                 misses = 0
             else:
                 misses += 1
+                last_miss = sent_at
         session.flush()
-        _seed_flags(session, history, person, i, misses, coordinator)
+        # no_reply opens when the reply window after the last unanswered check-in has passed.
+        overdue = last_miss is not None and now - last_miss > timedelta(hours=48)
+        _seed_flags(session, history, person, i, misses if overdue else 0, coordinator)
 
 
 def _seed_flags(
@@ -391,26 +402,47 @@ def _find_tick() -> Callable[..., Any] | None:
     return tick if callable(tick) else None
 
 
-def start_worker(config: Config, transport: SimulatedTransport, stop: threading.Event) -> str:
-    """Run the scheduler's tick every 20 s in a background thread, with the same simulated
-    transport as the web app (so the simulator page sees what the schedule sends)."""
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _sessions(database_url: str) -> sessionmaker[Session]:
+    with _engines_lock:
+        if database_url not in _engines:
+            _engines[database_url] = make_engine(database_url)
+        return make_session_factory(_engines[database_url])
+
+
+def run_tick_once(config: Config, transport: Transport, now: datetime) -> str:
+    """One scheduler pass (plan, send due, sweep) with this transport; a one-line summary."""
     tick = _find_tick()
     if tick is None:
+        return "The scheduler is not installed in this build; nothing is sent on a schedule."
+    parameters = inspect.signature(tick).parameters
+    kwargs: dict[str, Any] = {}
+    for name, value in (("now", now), ("transport", transport), ("config", config)):
+        if name in parameters:
+            kwargs[name] = value
+    result = tick(_sessions(config.database_url), **kwargs)
+    return f"Scheduler pass done: {result}" if result is not None else "Scheduler pass done."
+
+
+def start_worker(config: Config, transport: Transport, stop: threading.Event) -> str:
+    """Run a scheduler pass every 20 s in a background thread, with the web app's simulated
+    transport, so the simulator page shows what the schedule sends."""
+    if _find_tick() is None:
         return "Scheduler: not installed in this build; nothing is sent on a schedule."
-    engine = make_engine(config.database_url)
-    sessions = make_session_factory(engine)
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                tick(sessions, datetime.now(UTC), transport=transport, config=config)
+                run_tick_once(config, transport, datetime.now(UTC))
             except Exception as exc:  # the demo keeps serving if one pass fails
                 log_event(log, "demo.tick_failed", logging.ERROR, error=type(exc).__name__)
-            stop.wait(20)
-        engine.dispose()
+            stop.wait(WORKER_SECONDS)
 
     threading.Thread(target=loop, name="checkin-demo-worker", daemon=True).start()
-    return "Scheduler: running every 20 s in the background (simulated transport)."
+    return f"Scheduler: running every {WORKER_SECONDS} s in the background (simulated transport)."
 
 
 def run_demo(host: str, port: int) -> int:
