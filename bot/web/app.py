@@ -12,7 +12,7 @@ from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
 
-from . import auth, health, queue
+from . import auth, health, message_templates, program_settings, queue, reports, simulator
 from .context import AppState, close_db
 
 
@@ -44,4 +44,6 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(health.bp)
     auth.init_app(app)
     app.register_blueprint(queue.bp)
+    for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
+        app.register_blueprint(coordinator_bp)
     return app
