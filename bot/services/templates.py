@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config
 from bot.models import Appointment, Participant, Template, TemplateVersion, User
 from bot.services.audit import record
-from messages.defaults import default_templates
+from messages.defaults import default_templates, template_keys
 from messages.defaults import describe_key as default_describe_key
 from messages.render import (
     MAX_BODY_CHARS,
@@ -240,9 +240,9 @@ class TemplateRow:
 
 
 def _sort_key(key: str) -> tuple[int, str]:
-    order = ("welcome", "checkin", "reminder", "help", "confirm_ack", "decline_ack")
-    head = key.split(".")[0]
-    return (order.index(head) if head in order else len(order), key)
+    """The shipped catalogue's order: welcome, check-ins, reminders by kind and offset, replies."""
+    order = template_keys()
+    return (order.index(key) if key in order else len(order), key)
 
 
 def list_templates(session: Session) -> list[TemplateRow]:
