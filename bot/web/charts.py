@@ -17,7 +17,7 @@ HEIGHT = 260
 MARGIN_LEFT = 48
 MARGIN_RIGHT = 12
 MARGIN_TOP = 28
-MARGIN_BOTTOM = 56
+MARGIN_BOTTOM = 72
 # Colour-blind-safe (Okabe-Ito), readable on white.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
 
@@ -29,14 +29,21 @@ class Series:
 
 
 def _nice_max(value: float) -> float:
+    """A top for the axis whose four grid steps are round numbers (1, 2 or 5 × 10^n)."""
     if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        candidate = step * 10**exponent
-        if candidate >= value:
-            return float(candidate)
-    return float(10 ** (exponent + 1))
+        return 4.0
+    step = value / 4
+    exponent = math.floor(math.log10(step))
+    # 2.5 only from tens up, so that small counts keep whole-number grid lines.
+    for factor in (1, 2, 2.5, 5, 10) if exponent >= 1 else (1, 2, 5, 10):
+        candidate = factor * 10**exponent
+        if candidate >= step:
+            return float(max(candidate, 1) * 4) if value >= 4 else 4.0
+    return float(10 ** (exponent + 1) * 4)
+
+
+def _short(label: str, limit: int = 16) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def _fmt(value: float) -> str:
@@ -100,7 +107,7 @@ def bar_chart(
             cy = MARGIN_TOP + plot_h + 14
             parts.append(
                 f'<text x="{cx:.1f}" y="{cy:.1f}" text-anchor="end" font-size="11" fill="#444" '
-                f'transform="rotate(-35 {cx:.1f} {cy:.1f})">{escape(category)}</text>'
+                f'transform="rotate(-35 {cx:.1f} {cy:.1f})">{escape(_short(category))}</text>'
             )
     legend_x = MARGIN_LEFT
     for si, one in enumerate(series):

@@ -18,6 +18,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import HTTPException
 
 from bot.models import InboundMessage, OutboundMessage, Participant, PlannedContact, User
 from bot.transport.simulated import SimulatedTransport
@@ -64,6 +65,14 @@ def inbound_form(participant: Participant, body: str) -> dict[str, str]:
         "SmsStatus": "received",
         "ApiVersion": "2010-04-01",
     }
+
+
+def webhook_installed() -> bool:
+    try:
+        current_app.url_map.bind("localhost").match(INBOUND_PATH, method="POST")
+    except HTTPException:
+        return False
+    return True
 
 
 def send_as_participant(participant: Participant, body: str) -> tuple[int, list[str]]:
@@ -173,6 +182,9 @@ def send() -> ResponseReturnValue:
     if not body:
         flash("Type a message first.", "error")
         return redirect(target)
+    if not webhook_installed():
+        flash("This build has no inbound webhook yet, so texts cannot be received.", "error")
+        return redirect(target)
     # End this request's transaction before the webhook opens its own: SQLite allows one writer.
     session.commit()
     try:
@@ -180,9 +192,7 @@ def send() -> ResponseReturnValue:
     except RuntimeError:
         flash("The simulator has no auth token to sign with; set TWILIO_AUTH_TOKEN.", "error")
         return redirect(target)
-    if status == 404:
-        flash("This build has no inbound webhook yet, so texts cannot be received.", "error")
-    elif status != 200:
+    if status != 200:
         flash(f"The webhook answered {status}; see the server log.", "error")
     elif replies:
         flash("The bot answered at once: " + " / ".join(replies), "success")
