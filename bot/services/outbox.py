@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from messages.segments import count_segments
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.models import OutboundMessage
+from messages.segments import count_segments
 
 
 @dataclass(frozen=True)
