@@ -12,7 +12,7 @@ from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
 
-from . import auth, health, queue
+from . import admin, auth, flags, health, participants, queue
 from .context import AppState, close_db
 
 
@@ -44,4 +44,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(health.bp)
     auth.init_app(app)
     app.register_blueprint(queue.bp)
+    app.register_blueprint(participants.bp)
+    app.register_blueprint(flags.bp)
+    app.register_blueprint(admin.bp)
     return app
