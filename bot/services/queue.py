@@ -112,9 +112,10 @@ def time_since(then: datetime, now: datetime) -> str:
     if minutes < 60:
         return f"{minutes} min ago"
     hours = minutes // 60
-    if hours < 48:
+    if hours < 24:
         return f"{hours} h ago"
-    return f"{hours // 24} days ago"
+    days = hours // 24
+    return "1 day ago" if days == 1 else f"{days} days ago"
 
 
 def _preview(body: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from bot.services.queue import load_queue, time_since
 
@@ -23,7 +23,7 @@ def index() -> str:
         queue=queue,
         now=now,
         time_since=time_since,
-        poll_seconds=POLL_SECONDS,
+        poll_seconds=int(current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)),
     )
 
 
