@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.models import Appointment, Participant, User
+from bot.models import Appointment, OutboundMessage, Participant, PlannedContact, User
 from bot.services.users import hash_password
 
 _seq = itertools.count(1)
@@ -76,3 +76,59 @@ def make_appointment(
     session.add(appointment)
     session.flush()
     return appointment
+
+
+def make_sent_message(
+    session: Session,
+    participant: Participant,
+    sent_at: datetime,
+    purpose: str = "checkin",
+    **overrides: Any,
+) -> OutboundMessage:
+    """An outbox row the sender has already handed to Twilio (status `sent`)."""
+    n = next(_seq)
+    values: dict[str, Any] = {
+        "idempotency_key": f"test:{purpose}:{n}",
+        "participant_id": participant.id,
+        "purpose": purpose,
+        "channel": participant.channel,
+        "to_address": participant.address,
+        "body": "Hi Sam, checking in. How are you doing?",
+        "status": "sent",
+        "send_after": sent_at,
+        "created_at": sent_at,
+        "sent_at": sent_at,
+        "status_updated_at": sent_at,
+    }
+    values.update(overrides)
+    message = OutboundMessage(**values)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def make_sent_reminder(
+    session: Session, appointment: Appointment, sent_at: datetime, offset: str = "3d"
+) -> OutboundMessage:
+    """A reminder for `appointment`, planned and sent (the planned contact links the two)."""
+    participant = session.get(Participant, appointment.participant_id)
+    assert participant is not None
+    contact = PlannedContact(
+        participant_id=participant.id,
+        kind="reminder",
+        rule=f"reminder.{offset}",
+        occurrence=f"appt-{appointment.id}",
+        version=f"v1.a{appointment.version}",
+        appointment_id=appointment.id,
+        template_key=f"reminder.{appointment.kind}.{offset}",
+        send_after=sent_at,
+        not_after=appointment.starts_at,
+        state="sent",
+        created_at=sent_at,
+        decided_at=sent_at,
+    )
+    session.add(contact)
+    session.flush()
+    return make_sent_message(
+        session, participant, sent_at, purpose="reminder", planned_contact_id=contact.id
+    )

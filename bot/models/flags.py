@@ -106,6 +106,13 @@ class Expectation(Base):
         CheckConstraint(in_list("state", EXPECTATION_STATES), name="state"),
         Index("ix_expectations_state_due_at", "state", "due_at"),
         Index("ix_expectations_participant_id_state", "participant_id", "state"),
+        # One "confirm by" per appointment time: a moved appointment (new version) gets its own.
+        Index(
+            "uq_expectations_appointment_id_appointment_version",
+            "appointment_id",
+            "appointment_version",
+            unique=True,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,6 +124,8 @@ class Expectation(Base):
     appointment_id: Mapped[int | None] = mapped_column(
         ForeignKey("appointments.id", ondelete="CASCADE")
     )
+    # The appointment's version when the expectation was made (confirm expectations only).
+    appointment_version: Mapped[int | None]
     created_at: Mapped[datetime]
     due_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(10), server_default="pending")

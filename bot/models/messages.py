@@ -42,6 +42,8 @@ class OutboundMessage(Base):
         ),
         Index("ix_outbound_messages_status_send_after", "status", "send_after"),
         Index("ix_outbound_messages_participant_id_created_at", "participant_id", "created_at"),
+        # The sweep turns recently sent check-ins and reminders into expectations.
+        Index("ix_outbound_messages_purpose_sent_at", "purpose", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -45,6 +45,8 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "delivery_failed_codes": [30003, 30004, 30005, 30006, 30007, 30008, 21211, 21614],
         "ladder_steps": ["assigned_coach", "covering_coach", "coordinators"],
         "ladder_minutes": 15,
+        # After the last step, page it again every ladder_minutes until someone acknowledges.
+        "repeat_last_step": True,
     },
 }
 

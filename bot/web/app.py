@@ -12,7 +12,7 @@ from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
 
-from . import admin, auth, flags, health, participants, queue
+from . import admin, auth, flags, health, participants, queue, webhook
 from .context import AppState, close_db
 
 
@@ -42,6 +42,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     )
     app.teardown_appcontext(close_db)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhook.bp)
     auth.init_app(app)
     app.register_blueprint(queue.bp)
     app.register_blueprint(participants.bp)

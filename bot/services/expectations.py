@@ -1,0 +1,287 @@
+"""Expectations: "reply by T" after a check-in, "confirm by T" after an appointment reminder.
+
+They are made set-based from sent outbox rows (the sweep calls `create_expectations` before it
+looks for missed ones), satisfied by replies and confirmations, and cancelled by opt-out.
+The welcome creates none (DESIGN.md "Enrolment").
+
+Rules (program settings, `escalation`):
+- a check-in sent at S expects a reply by S + `reply_window_hours`;
+- the first reminder sent for an appointment (per appointment version, so a moved appointment
+  gets a fresh one) expects a confirmation by starts_at − `confirm_by_hours_before`. When that
+  first reminder went out after that moment (an appointment imported late), the person gets
+  until halfway between the reminder and the appointment, so nobody is flagged for not answering
+  a text they got a minute ago.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from bot.models import (
+    Appointment,
+    Expectation,
+    Flag,
+    OutboundMessage,
+    Participant,
+    PlannedContact,
+)
+from bot.services.flags import resolve_flag
+from bot.services.settings import get_setting
+
+# Outbox statuses that mean the text left us and was accepted (Twilio's own statuses). A text
+# that later turns undelivered/failed is cancelled at its deadline instead of counted as missed.
+ACCEPTED_STATUSES = ("queued", "sent", "delivered")
+UNDELIVERED_STATUSES = ("undelivered", "failed")
+# How far back the sweep looks for sent texts without an expectation. It only has to cover the
+# longest time the sweep might not run (a worker down over a long weekend); it bounds the cost
+# of the look-up by recent traffic instead of by the whole history.
+LOOKBACK = timedelta(days=7)
+
+
+@dataclass
+class CreatedCounts:
+    reply: int = 0
+    confirm: int = 0
+    superseded: int = 0
+
+
+def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert expectations; a row another sweep inserted first (same message, same appointment
+    version) is skipped by the database, so two sweeps at once cannot make twins."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(Expectation).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Expectation).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        statement = insert(Expectation)
+    # RETURNING counts what was really inserted (rowcount is unreliable for executemany).
+    return len(session.execute(statement.returning(Expectation.id), rows).all())
+
+
+def create_expectations(session: Session, now: datetime) -> CreatedCounts:
+    """Make the expectations for check-ins and reminders sent since the last sweep.
+
+    One select of the recently sent texts that have none yet (an index range on
+    (purpose, sent_at) and an anti-join on the unique message id), one bulk insert.
+    """
+    rules = get_setting(session, "escalation")
+    reply_window = timedelta(hours=float(rules["reply_window_hours"]))
+    confirm_by = timedelta(hours=float(rules["confirm_by_hours_before"]))
+    counts = CreatedCounts()
+    since = now - LOOKBACK
+
+    recent = and_(
+        OutboundMessage.sent_at >= since,
+        OutboundMessage.sent_at <= now,
+        OutboundMessage.status.in_(ACCEPTED_STATUSES),
+        Participant.status == "active",
+        ~exists().where(Expectation.outbound_message_id == OutboundMessage.id),
+    )
+
+    checkins = session.execute(
+        select(OutboundMessage.id, OutboundMessage.participant_id, OutboundMessage.sent_at)
+        .join(Participant, Participant.id == OutboundMessage.participant_id)
+        .where(OutboundMessage.purpose == "checkin", recent)
+    ).all()
+    reply_rows = [
+        {
+            "participant_id": participant_id,
+            "kind": "reply",
+            "outbound_message_id": message_id,
+            "created_at": now,
+            # sent_at is set: the query only looks at texts sent since `since`
+            "due_at": cast(datetime, sent_at) + reply_window,
+            "state": "pending",
+        }
+        for message_id, participant_id, sent_at in checkins
+    ]
+    counts.reply = _insert_ignoring_conflicts(session, reply_rows)
+
+    done = aliased(Expectation)
+    reminders = session.execute(
+        select(
+            OutboundMessage.id,
+            OutboundMessage.participant_id,
+            OutboundMessage.sent_at,
+            Appointment.id,
+            Appointment.version,
+            Appointment.starts_at,
+            Appointment.status,
+        )
+        .join(Participant, Participant.id == OutboundMessage.participant_id)
+        .join(PlannedContact, PlannedContact.id == OutboundMessage.planned_contact_id)
+        .join(Appointment, Appointment.id == PlannedContact.appointment_id)
+        .where(
+            OutboundMessage.purpose == "reminder",
+            recent,
+            ~exists().where(
+                done.appointment_id == Appointment.id,
+                done.appointment_version == Appointment.version,
+            ),
+        )
+        .order_by(OutboundMessage.sent_at, OutboundMessage.id)
+    ).all()
+    confirm_rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for message_id, participant_id, sent_at, appt_id, version, starts_at, status in reminders:
+        if appt_id in seen:  # only the first reminder per appointment version
+            continue
+        seen.add(appt_id)
+        sent_at = cast(datetime, sent_at)
+        due_at = starts_at - confirm_by
+        if due_at <= sent_at:
+            due_at = sent_at + (starts_at - sent_at) / 2
+        # Already answered (or called off) before the sweep saw the reminder: record it as
+        # settled so the later reminders for this version are not looked at again.
+        state = {"confirmed": "satisfied", "declined": "cancelled", "cancelled": "cancelled"}.get(
+            status, "pending"
+        )
+        confirm_rows.append(
+            {
+                "participant_id": participant_id,
+                "kind": "confirm",
+                "outbound_message_id": message_id,
+                "appointment_id": appt_id,
+                "appointment_version": version,
+                "created_at": now,
+                "due_at": due_at,
+                "state": state,
+                "resolved_at": None if state == "pending" else now,
+            }
+        )
+    counts.confirm = _insert_ignoring_conflicts(session, confirm_rows)
+    if seen:
+        # A moved appointment's old "confirm by" no longer applies.
+        counts.superseded = _cancel(
+            session,
+            now,
+            Expectation.kind == "confirm",
+            Expectation.appointment_id.in_(seen),
+            Expectation.appointment_version
+            < select(Appointment.version)
+            .where(Appointment.id == Expectation.appointment_id)
+            .scalar_subquery(),
+        )
+    return counts
+
+
+def _cancel(session: Session, now: datetime, *conditions: Any) -> int:
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Expectation)
+            .where(Expectation.state == "pending", *conditions)
+            .values(state="cancelled", resolved_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return max(result.rowcount or 0, 0)
+
+
+def _satisfy(session: Session, now: datetime, *conditions: Any) -> int:
+    result = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Expectation)
+            .where(Expectation.state == "pending", *conditions)
+            .values(state="satisfied", resolved_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return max(result.rowcount or 0, 0)
+
+
+def on_participant_reply(session: Session, participant: Participant, now: datetime) -> int:
+    """A text from the participant: their pending "reply by" expectations are satisfied and an
+    unresolved `no_reply` flag is resolved automatically (an `auto_resolved` event says so).
+    Returns how many expectations were satisfied."""
+    satisfied = _satisfy(
+        session,
+        now,
+        Expectation.participant_id == participant.id,
+        Expectation.kind == "reply",
+    )
+    flag = session.scalars(
+        select(Flag).where(
+            Flag.participant_id == participant.id,
+            Flag.reason == "no_reply",
+            Flag.state != "resolved",
+        )
+    ).first()
+    if flag is not None:
+        resolve_flag(
+            session,
+            flag,
+            outcome="reached",
+            note="The participant replied.",
+            now=now,
+            user_id=None,
+            automatic=True,
+        )
+    return satisfied
+
+
+def on_appointment_confirmed(session: Session, appointment: Appointment, now: datetime) -> int:
+    """YES/C to a reminder: the appointment's "confirm by" is satisfied, and an unresolved
+    `unconfirmed_appointment` flag is resolved automatically when every appointment it was
+    raised for is now confirmed."""
+    satisfied = _satisfy(
+        session,
+        now,
+        Expectation.appointment_id == appointment.id,
+        Expectation.kind == "confirm",
+    )
+    flag = session.scalars(
+        select(Flag).where(
+            Flag.participant_id == appointment.participant_id,
+            Flag.reason == "unconfirmed_appointment",
+            Flag.state != "resolved",
+        )
+    ).first()
+    if flag is not None:
+        # Another appointment this flag was raised for, still not confirmed, keeps it open.
+        still_unconfirmed = session.scalar(
+            select(
+                exists().where(
+                    Expectation.flag_id == flag.id,
+                    Expectation.appointment_id == Appointment.id,
+                    Appointment.id != appointment.id,
+                    Appointment.status != "confirmed",
+                )
+            )
+        )
+        if not still_unconfirmed:
+            resolve_flag(
+                session,
+                flag,
+                outcome="no_action_needed",
+                note="The participant confirmed the appointment.",
+                now=now,
+                user_id=None,
+                automatic=True,
+            )
+    return satisfied
+
+
+def on_appointment_declined(session: Session, appointment: Appointment, now: datetime) -> int:
+    """NO to a reminder: nothing more to wait for (the `appointment_declined` flag, raised by
+    inbound, asks a coach to reschedule)."""
+    return _cancel(
+        session, now, Expectation.appointment_id == appointment.id, Expectation.kind == "confirm"
+    )
+
+
+def cancel_for_participant(session: Session, participant_id: int, now: datetime) -> int:
+    """Opt-out (or closing a case): the person's open expectations are cancelled. No new ones
+    are made while they are not active (`create_expectations` and the sweep check)."""
+    return _cancel(session, now, Expectation.participant_id == participant_id)

@@ -1,0 +1,187 @@
+"""Pages to staff: a neutral text through the outbox telling a person a flag needs them.
+
+A page names the severity, a short label and a dashboard link, never what the participant said
+or why the flag was raised (DESIGN.md, Precise rules, "Pages"). `start_ladder` pages the first
+reachable step of the escalation ladder at once; `bot.services.ladder` (issue 6) advances the
+later steps with `page_user` and `ladder_recipients`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.config import Config
+from bot.log import log_event, mask_phone
+from bot.models import Flag, OutboundMessage, Participant, User
+from bot.services.flags import add_event
+from bot.services.outbox import enqueue
+from bot.services.settings import get_setting
+from bot.services.templates import render_message
+from bot.timeutil import next_quiet_end, parse_hhmm
+
+log = logging.getLogger(__name__)
+
+# Staff pages are written in the program's language of work.
+PAGE_LANGUAGE = "en"
+
+
+def page_label(session: Session, flag: Flag) -> str:
+    """Who the flag is about, as staff see it in a page: the participant's label, or the masked
+    number of an unknown sender."""
+    if flag.participant_id is not None:
+        participant = session.get(Participant, flag.participant_id)
+        if participant is not None:
+            return participant.label
+    return mask_phone(flag.sender_address) or "an unknown number"
+
+
+def page_body(session: Session, flag: Flag, config: Config) -> str:
+    return render_message(
+        session,
+        "coach_page",
+        PAGE_LANGUAGE,
+        {
+            "severity": flag.severity,
+            "participant_label": page_label(session, flag),
+            "dashboard_url": f"{config.public_base_url}/flags/{flag.id}",
+            "program_name": config.program_name,
+        },
+    )
+
+
+def page_user(
+    session: Session, *, flag: Flag, user: User, step: int, now: datetime, config: Config
+) -> OutboundMessage | None:
+    """Enqueue one page to `user` for `flag` at ladder `step`; None (and a `page_skipped` event)
+    when the person cannot be texted. Urgent pages go at once, even in quiet hours; anything
+    less waits for the morning in the program's time zone. Paging the same person for the same
+    flag and step twice enqueues one message (the idempotency key)."""
+    if not user.active or not user.phone:
+        add_event(
+            session,
+            flag,
+            "page_skipped",
+            now=now,
+            detail={
+                "step": step,
+                "user_id": user.id,
+                "why": "inactive" if not user.active else "no phone",
+            },
+        )
+        log_event(log, "page.skipped", flag_id=flag.id, step=step, user_id=user.id)
+        return None
+    urgent = flag.severity == "urgent"
+    send_after = now
+    if not urgent:
+        quiet = get_setting(session, "quiet_hours")
+        send_after = next_quiet_end(
+            now, config.zone, parse_hhmm(quiet["start"]), parse_hhmm(quiet["end"])
+        )
+    result = enqueue(
+        session,
+        idempotency_key=f"page:{flag.id}:{step}:{user.id}",
+        purpose="page",
+        channel="sms",
+        to_address=user.phone,
+        body=page_body(session, flag, config),
+        now=now,
+        send_after=send_after,
+        user_id=user.id,
+        ignore_quiet_hours=urgent,
+    )
+    if result.created:
+        add_event(
+            session,
+            flag,
+            "paged",
+            now=now,
+            detail={"step": step, "user_id": user.id, "outbound_message_id": result.message.id},
+        )
+        log_event(
+            log,
+            "page.enqueued",
+            flag_id=flag.id,
+            step=step,
+            user_id=user.id,
+            to=mask_phone(user.phone),
+            severity=flag.severity,
+        )
+    return result.message
+
+
+def _assigned_coach(session: Session, participant: Participant | None) -> User | None:
+    if participant is None or participant.coach_id is None:
+        return None
+    return session.get(User, participant.coach_id)
+
+
+def ladder_recipients(session: Session, flag: Flag, step_name: str) -> list[User]:
+    """The people one ladder step pages: `assigned_coach` (their covering coach instead while
+    they are away), `covering_coach`, or `coordinators` (every active coordinator)."""
+    participant = (
+        session.get(Participant, flag.participant_id) if flag.participant_id is not None else None
+    )
+    coach = _assigned_coach(session, participant)
+    if step_name == "assigned_coach":
+        if coach is None:
+            return []
+        if coach.away and coach.covering_user_id is not None:
+            cover = session.get(User, coach.covering_user_id)
+            return [cover] if cover is not None else []
+        return [coach]
+    if step_name == "covering_coach":
+        if coach is None or coach.covering_user_id is None or coach.away:
+            # While the coach is away the cover was already paged at the first step.
+            return []
+        cover = session.get(User, coach.covering_user_id)
+        return [cover] if cover is not None else []
+    if step_name == "coordinators":
+        return list(
+            session.scalars(
+                select(User)
+                .where(User.role == "coordinator", User.active.is_(True))
+                .order_by(User.id)
+            )
+        )
+    raise ValueError(f"unknown ladder step {step_name!r}")
+
+
+def start_ladder(session: Session, flag: Flag, now: datetime, config: Config) -> int:
+    """Page the first step of the escalation ladder at once and schedule the next one.
+
+    Step 1 is the assigned coach (or their cover while they are away). A step with nobody who
+    can be texted (no coach, no phone) is logged on the flag and the next step is tried at once:
+    an urgent flag must reach somebody now, not in 15 minutes. Returns how many pages were
+    enqueued; `flag.ladder_step` is the step that was paged and `next_page_at` when the
+    following step is due if nobody acknowledges.
+    """
+    escalation = get_setting(session, "escalation")
+    steps: list[str] = list(escalation["ladder_steps"])
+    minutes = int(escalation["ladder_minutes"])
+    paged = 0
+    for index, step_name in enumerate(steps, start=1):
+        recipients = ladder_recipients(session, flag, step_name)
+        if not recipients:
+            add_event(
+                session,
+                flag,
+                "page_skipped",
+                now=now,
+                detail={"step": index, "ladder_step": step_name, "why": "nobody at this step"},
+            )
+        for user in recipients:
+            if page_user(session, flag=flag, user=user, step=index, now=now, config=config):
+                paged += 1
+        flag.ladder_step = index
+        if paged:
+            break
+    more_steps = flag.ladder_step < len(steps)
+    flag.next_page_at = now + timedelta(minutes=minutes) if paged and more_steps else None
+    flag.updated_at = now
+    if not paged:
+        log_event(log, "page.nobody_reachable", level=logging.ERROR, flag_id=flag.id)
+    return paged
