@@ -5,7 +5,6 @@ test-artifacts/."""
 
 from __future__ import annotations
 
-import inspect
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from twilio.request_validator import RequestValidator
 from bot.db import session_scope
 from bot.models import Flag, InboundMessage, OutboundMessage, User
 from bot.services.flags import raise_flag
+from scheduler.tick import tick
 from tests.browser.conftest import TWILIO_TOKEN, LiveServer
 from tests.factories import TEST_PASSWORD, make_participant, make_user
 
@@ -101,27 +101,6 @@ def _post_signed_inbound(server: LiveServer, sender: str, body: str) -> requests
     return requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
 
 
-def _store_like_the_webhook(server: LiveServer, pid: int, phone: str, body: str) -> None:
-    now = datetime.now(UTC)
-    with session_scope(server.sessions) as session:
-        session.add(
-            InboundMessage(
-                message_sid="SM" + "e2e0" * 8,
-                from_address=phone,
-                to_address="+15550100000",
-                channel="sms",
-                body=body,
-                raw_form={},
-                participant_id=pid,
-                received_at=now,
-                processing_state="processed",
-                intent="crisis",
-                processed_at=now,
-            )
-        )
-        raise_flag(session, reason="crisis", severity="urgent", now=now, participant_id=pid)
-
-
 def _login(page: Any, server: LiveServer, email: str) -> None:
     page.goto(server.url + "/login")
     page.get_by_label("Email").fill(email)
@@ -139,28 +118,18 @@ def _shoot(page: Any, artifacts: Path, name: str) -> None:
         assert overflow <= 0, f"{name} at {label} width scrolls sideways by {overflow}px"
 
 
-def _send_due_if_scheduler_present(server: LiveServer) -> bool:
-    """Run one scheduler tick when the scheduler (issue 5) is on this branch."""
-    from scheduler import tick as tick_module
-
-    run = getattr(tick_module, "tick", None)
-    if run is None or "sessions" not in inspect.signature(run).parameters:
-        return False
-    run(server.sessions, server.transport, server.config, datetime.now(UTC), rate_limited=False)
-    return True
+def _run_the_worker_once(server: LiveServer) -> None:
+    """What `checkin worker` does on its next timer tick: plan, send due, sweep."""
+    tick(server.sessions, server.transport, server.config, datetime.now(UTC), rate_limited=False)
 
 
 def test_coach_answers_a_crisis_text_end_to_end(
     browser: Any, live_server: LiveServer, artifacts: Path
 ) -> None:
     seeded = _seed(live_server)
-    if "webhook" in live_server.app.blueprints:
-        response = _post_signed_inbound(live_server, seeded["sam_phone"], CRISIS_TEXT)
-        assert response.status_code == 200, response.text
-        assert "988" in response.text  # the crisis reply, in the same request
-    else:
-        # TEMPORARY until issue 4's webhook is merged into main: store what it would.
-        _store_like_the_webhook(live_server, seeded["sam_id"], seeded["sam_phone"], CRISIS_TEXT)
+    response = _post_signed_inbound(live_server, seeded["sam_phone"], CRISIS_TEXT)
+    assert response.status_code == 200, response.text
+    assert "988" in response.text  # the crisis reply, in the same request
     with live_server.sessions() as session:
         stored = session.scalars(select(InboundMessage)).one()
         assert stored.participant_id == seeded["sam_id"]
@@ -203,8 +172,9 @@ def test_coach_answers_a_crisis_text_end_to_end(
             alex.id,
             seeded["sam_phone"],
         )
-    if _send_due_if_scheduler_present(live_server):
-        assert reply in [r.body for r in live_server.transport.messages_to(seeded["sam_phone"])]
+    _run_the_worker_once(live_server)
+    sent = [r.body for r in live_server.transport.messages_to(seeded["sam_phone"])]
+    assert reply in sent
 
     page.get_by_role("button", name="Acknowledge: I'm on it").click()
     assert page.get_by_text("Acknowledged").first.is_visible()
