@@ -116,7 +116,7 @@ def load(url: str, participants: int, messages: int) -> None:
                    (ARRAY['urgent','high','normal','normal','info'])[1 + p % 5],
                    CASE WHEN p % 4 = 0 THEN 'acknowledged' ELSE 'open' END, 1,
                    :now - make_interval(mins => p % 5000), :now, 0
-            FROM generate_series(1, :n, 20) p;
+            FROM generate_series(1, :n, 19) p;
             """,
             {"n": participants},
         ),
@@ -173,16 +173,23 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5_000_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--reuse", metavar="NAME", help="time an already loaded (--keep) database")
     args = parser.parse_args()
 
     server = make_url(args.server)
+    if args.reuse:
+        reused = server.set(database=args.reuse).render_as_string(hide_password=False)
+        upgrade_to_head(reused)
+        run_requests(reused, args.participants, args.requests)
+        return
     name = f"checkin_bench_dashboard_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
-    print(f"scratch database {name}: {args.participants:,} participants, "
-          f"{args.messages:,} messages")
+    print(
+        f"scratch database {name}: {args.participants:,} participants, {args.messages:,} messages"
+    )
     try:
         upgrade_to_head(url)
         load(url, args.participants, args.messages)
@@ -216,17 +223,15 @@ def run_requests(url: str, participants: int, count: int) -> None:
         assert response.status_code == 302, response.status_code
         return client
 
-    coach = client_for("coach7@bench.example")
+    coach = client_for("coach2@bench.example")
     cora = client_for("cora@bench.example")
     rng = random.Random(7)
-    # Coach 7's caseload: participants with 1 + id % 50 == 7.
-    caseload = [p for p in range(1, participants + 1) if 1 + p % COACHES == 7]
+    # Coach 2's caseload: participants with 1 + id % 50 == 2.
+    caseload = [p for p in range(1, participants + 1) if 1 + p % COACHES == 2]
 
     measure("queue / (coach, 2,000 people)", count, lambda i: coach.get("/").status_code)
     measure("queue / (coordinator, everyone)", count, lambda i: cora.get("/").status_code)
-    measure(
-        "queue JSON /api/queue (coach)", count, lambda i: coach.get("/api/queue").status_code
-    )
+    measure("queue JSON /api/queue (coach)", count, lambda i: coach.get("/api/queue").status_code)
     measure(
         "conversation /participants/<id>",
         count,

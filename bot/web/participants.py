@@ -73,7 +73,7 @@ def participant_or_404(participant_id: int) -> Participant:
 
 def _search_query(q: str) -> Any:
     query = select(Participant, User.name).outerjoin(User, Participant.coach_id == User.id)
-    query = query.where(caseload_clause(current_staff()))
+    query = query.where(caseload_clause(current_staff(), db()))
     q = q.strip()
     if q:
         like = f"%{q.lower()}%"
