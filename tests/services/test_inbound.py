@@ -221,7 +221,7 @@ def test_an_answer_satisfies_the_confirm_expectation(
     session.add(expectation)
     session.commit()
     outcome = receive(sessions, form(person.phone, "C"), now=now, config=config)
-    assert outcome.reply is not None and "confirmed" in outcome.reply
+    assert outcome.reply is not None and "Thanks for confirming" in outcome.reply
     session.expire_all()
     assert session.get_one(Expectation, expectation.id).state == "satisfied"
     assert session.get_one(Appointment, appointment.id).responded_at == now

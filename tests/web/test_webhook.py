@@ -331,7 +331,7 @@ def test_spanish_opt_out_gets_a_spanish_confirmation(
     maria = make_participant(session, now, first_name="María", language="es")
     session.commit()
     reply = message_of(post(client, "/twilio/inbound", inbound_form(maria.phone, "ALTO")))
-    assert reply is not None and "Ya no recibirás" in reply
+    assert reply is not None and "ya no te escribiremos" in reply
     session.expire_all()
     assert session.get_one(Participant, maria.id).status == "opted_out"
 
@@ -371,7 +371,7 @@ def test_plain_language_start_gets_our_welcome_back(
     reply = message_of(
         post(client, "/twilio/inbound", inbound_form(person.phone, "start texting me again"))
     )
-    assert reply is not None and "Welcome back, Sam" in reply
+    assert reply is not None and reply.startswith("Welcome back")
 
 
 @pytest.mark.parametrize("word", ["HELP", "help?", "Info"])
@@ -435,7 +435,7 @@ def test_yes_confirms_the_reminded_appointment(
     starts = datetime.now(UTC) + timedelta(days=1)
     appointment_id = _remind(session, person, starts, datetime.now(UTC) - timedelta(days=1))
     reply = message_of(post(client, "/twilio/inbound", inbound_form(person.phone, word)))
-    assert reply is not None and "confirmed" in reply
+    assert reply is not None and "Thanks for confirming" in reply
     session.expire_all()
     appointment = session.get_one(Appointment, appointment_id)
     assert appointment.status == "confirmed" and appointment.responded_at is not None
@@ -449,7 +449,7 @@ def test_no_declines_and_flags_for_a_coach(
     starts = datetime.now(UTC) + timedelta(days=1)
     appointment_id = _remind(session, person, starts, datetime.now(UTC) - timedelta(days=1))
     reply = message_of(post(client, "/twilio/inbound", inbound_form(person.phone, "can't make it")))
-    assert reply is not None and "Dana will reach out" in reply
+    assert reply is not None and "find a new time" in reply and reply.endswith("- Dana")
     session.expire_all()
     assert session.get_one(Appointment, appointment_id).status == "declined"
     flag = session.scalars(select(Flag).where(Flag.reason == "appointment_declined")).one()
