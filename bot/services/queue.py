@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from bot.services.caseload import Viewer, caseload_clause, sees_everyone
 from bot.services.flags import SEVERITY_ORDER
 
 QUEUE_LIMIT = 200
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 PREVIEW_CHARS = 140
 
 REASON_LABELS = {
@@ -201,7 +202,7 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
     return Queue(items=items, total=sum(counts.values()), counts=counts)
 
 
-def _visible_unresolved(query: Select[Any], caseload: ColumnElement[bool] | None) -> Select[Any]:
+def _visible_unresolved(query: S, caseload: ColumnElement[bool] | None) -> S:
     """Restrict a query on `Flag` to unresolved flags the viewer may see (caseload in SQL);
     `caseload` None means everyone (no join with participants needed)."""
     query = query.where(Flag.state != "resolved")

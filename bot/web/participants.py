@@ -120,9 +120,12 @@ def index() -> str:
             )
             if pid is not None
         }
+    # The list shows names: a search or a page of it is a view worth recording.
     if q:
         audit("participants.search", None, {"query": q[:80], "results": int(total)})
-        db().commit()
+    else:
+        audit("participants.list", None, {"page": page, "results": int(total)})
+    db().commit()
     return render_template(
         "participants.html",
         title="Participants",
