@@ -92,9 +92,11 @@ def load_thread(
         )
         for m in outbound
     ]
-    entries.sort(key=lambda e: e.at, reverse=True)
+    # At the same instant the text that came in goes first: a reply never precedes its cause
+    # (the webhook stores the message and its crisis reply with the same timestamp).
+    entries.sort(key=lambda e: (e.at, e.direction == "out"))
     more = len(entries) > THREAD_PAGE
-    return list(reversed(entries[:THREAD_PAGE])), more
+    return entries[-THREAD_PAGE:], more
 
 
 def flags_for(session: Session, participant: Participant) -> tuple[list[Flag], list[Flag]]:
