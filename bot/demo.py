@@ -1,32 +1,57 @@
 """`checkin demo`: a program people can try on their own machine, with nothing sent for real.
 
-It re-creates `instance/demo.sqlite3` (or uses DATABASE_URL when set), seeds staff and
-participants, and runs the web app with the simulated transport whatever credentials are set.
+It re-creates `instance/demo.sqlite3` (or uses DATABASE_URL when set), seeds staff, about 40
+participants at various days since release with appointments, past conversations (inbound and
+outbound) and open flags, then runs the web app and the scheduler worker with the simulated
+transport, whatever credentials are set. The phone simulator (/simulator) lets a visitor text
+as any participant through the real inbound path.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import io
+import logging
 import secrets
-from datetime import UTC, date, datetime, timedelta
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import ConfigError, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
-from bot.services.importer import import_participants
+from bot.log import log_event
+from bot.models import ConsentEvent, InboundMessage, OutboundMessage, Participant, User
+from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
+from bot.services.importer import import_appointments, import_participants
 from bot.services.seed import seed_defaults
+from bot.services.settings import DEFAULT_SETTINGS
 from bot.services.users import create_user
+from bot.timeutil import local_datetime
+from bot.transport.base import Transport
+from bot.transport.simulated import SimulatedTransport
+
+log = logging.getLogger(__name__)
 
 DEMO_DB = Path("instance") / "demo.sqlite3"
+# The number people text in the demo (a fictional 555 number).
+DEMO_PROGRAM_NUMBER = "+12025550100"
 DEMO_USERS = (
-    ("admin", "admin@demo.checkin.local", "Ada Admin"),
-    ("coordinator", "coordinator@demo.checkin.local", "Cora Coordinator"),
-    ("coach", "coach1@demo.checkin.local", "Marcus Lee"),
-    ("coach", "coach2@demo.checkin.local", "Rosa Diaz"),
-    ("coach", "coach3@demo.checkin.local", "Dee Carter"),
+    ("admin", "admin@demo.checkin.local", "Ada Admin", None),
+    ("coordinator", "coordinator@demo.checkin.local", "Cora Coordinator", "+12025550190"),
+    ("coach", "coach1@demo.checkin.local", "Marcus Lee", "+12025550191"),
+    ("coach", "coach2@demo.checkin.local", "Rosa Diaz", "+12025550192"),
+    ("coach", "coach3@demo.checkin.local", "Dee Carter", "+12025550193"),
 )
+COACHES = tuple(email for role, email, _name, _phone in DEMO_USERS if role == "coach")
 FIRST_NAMES = (
     "Sam",
     "Maria",
@@ -39,10 +64,27 @@ FIRST_NAMES = (
     "Chris",
     "Rita",
 )
+ZONES = ("America/New_York", "America/Chicago", "America/Phoenix", "America/Los_Angeles")
+APPOINTMENT_KINDS = ("supervision", "benefits", "medical", "housing", "court", "other")
+PLACES = ("100 Main St", "Community Center, 2nd floor", "County Services, Room 4", None)
+REPLIES = {
+    "en": ("Doing ok", "Good thanks", "Busy day but fine", "Yes all good", "Thanks, hanging in"),
+    "es": ("Bien, gracias", "Todo bien", "Aquí andamos", "Sí, bien", "Gracias, todo tranquilo"),
+}
+PARTICIPANT_COUNT = 40
+WORKER_SECONDS = 20
 
 
 def _demo_password(role: str) -> str:
     return f"demo-{role}-password"
+
+
+def _iso(day: date) -> str:
+    return day.isoformat()
+
+
+def participant_phone(i: int) -> str:
+    return f"+1202555{i + 100:04d}"
 
 
 def seed_demo(database_url: str, now: datetime) -> list[tuple[str, str, str]]:
@@ -52,42 +94,355 @@ def seed_demo(database_url: str, now: datetime) -> list[tuple[str, str, str]]:
     logins = []
     with session_scope(make_session_factory(engine)) as session:
         seed_defaults(session, now)
-        for role, email, name in DEMO_USERS:
+        for role, email, name, phone in DEMO_USERS:
             password = _demo_password(role)
-            create_user(session, email=email, role=role, password=password, now=now, name=name)
+            create_user(
+                session, email=email, role=role, password=password, now=now, name=name, phone=phone
+            )
             logins.append((role, email, password))
-        rows = ["external_id,first_name,phone,release_date,timezone,language,coach_email,channel"]
-        today = now.date()
-        for i in range(40):
-            coach = DEMO_USERS[2 + i % 3][1]
-            released = (
-                today - timedelta(days=(i * 3) % 95) + timedelta(days=2 if i % 13 == 0 else 0)
-            )
-            zone = (
-                "America/New_York",
-                "America/Chicago",
-                "America/Phoenix",
-                "America/Los_Angeles",
-            )[i % 4]
-            language = "es" if i % 4 == 1 else "en"
-            channel = "whatsapp" if i % 10 == 7 else "sms"
-            rows.append(
-                f"D-{i + 1:03d},{FIRST_NAMES[i % len(FIRST_NAMES)]},+1202555{i + 100:04d},"
-                f"{_iso(released)},{zone},{language},{coach},{channel}"
-            )
-        import_participants(
-            session,
-            io.StringIO("\n".join(rows)),
-            now=now,
-            default_timezone="America/New_York",
-            recorded_by="demo",
-        )
+        _seed_participants(session, now)
+        _seed_appointments(session, now)
+        _seed_history(session, now)
     engine.dispose()
     return logins
 
 
-def _iso(day: date) -> str:
-    return day.isoformat()
+def _seed_participants(session: Session, now: datetime) -> None:
+    rows = ["external_id,first_name,phone,release_date,timezone,language,coach_email,channel"]
+    today = now.date()
+    for i in range(PARTICIPANT_COUNT):
+        # Spread over 0..93 days since release, plus a few released in the next days.
+        released = today - timedelta(days=(i * 7) % 94) + timedelta(days=2 if i % 13 == 0 else 0)
+        language = "es" if i % 4 == 1 else "en"
+        channel = "whatsapp" if i % 10 == 7 else "sms"
+        rows.append(
+            f"D-{i + 1:03d},{FIRST_NAMES[i % len(FIRST_NAMES)]},{participant_phone(i)},"
+            f"{_iso(released)},{ZONES[i % 4]},{language},{COACHES[i % 3]},{channel}"
+        )
+    import_participants(
+        session,
+        io.StringIO("\n".join(rows)),
+        now=now,
+        default_timezone="America/New_York",
+        recorded_by="demo",
+    )
+    # The importer records "enrolled now"; in the demo people joined on their release date.
+    for participant in session.scalars(select(Participant)):
+        enrolled = min(
+            now, local_datetime(participant.release_date, time(9), ZoneInfo(participant.timezone))
+        )
+        participant.enrolled_at = enrolled
+        participant.consent_at = enrolled
+        participant.created_at = enrolled
+
+
+def _seed_appointments(session: Session, now: datetime) -> None:
+    out = io.StringIO()
+    rows = csv.writer(out)
+    rows.writerow(["external_id", "kind", "starts_at", "location", "appointment_id"])
+    for i in range(PARTICIPANT_COUNT):
+        if i % 3 == 2:
+            continue  # not everybody has an appointment coming up
+        zone = ZoneInfo(ZONES[i % 4])
+        day = now.astimezone(zone).date() + timedelta(days=1 + (i * 5) % 9)
+        starts = datetime.combine(day, time(9 + i % 7, 30 if i % 2 else 0))
+        place = PLACES[i % len(PLACES)] or ""
+        kind = APPOINTMENT_KINDS[i % len(APPOINTMENT_KINDS)]
+        rows.writerow([f"D-{i + 1:03d}", kind, starts.isoformat(), place, f"demo-appt-{i + 1}"])
+    out.seek(0)
+    import_appointments(session, out, now=now, recorded_by="demo")
+
+
+@dataclass
+class _History:
+    session: Session
+    now: datetime
+    sequence: int = 0
+
+    def sid(self, prefix: str) -> str:
+        self.sequence += 1
+        return f"{prefix}demo{self.sequence:030d}"
+
+    def outbound(
+        self, participant: Participant, purpose: str, body: str, at: datetime, status: str
+    ) -> OutboundMessage:
+        error = 30003 if status == "undelivered" else None
+        message = OutboundMessage(
+            idempotency_key=f"demo:{participant.id}:{purpose}:{at.isoformat()}",
+            participant_id=participant.id,
+            purpose=purpose,
+            channel=participant.channel,
+            to_address=participant.address,
+            body=body,
+            segments=1,
+            status=status,
+            provider_sid=self.sid("SM"),
+            error_code=error,
+            error_message="Unreachable destination handset" if error else None,
+            attempts=1,
+            send_after=at,
+            created_at=at,
+            sent_at=at,
+            status_updated_at=at + timedelta(seconds=5),
+        )
+        self.session.add(message)
+        return message
+
+    def inbound(
+        self, participant: Participant, body: str, at: datetime, intent: str = "none"
+    ) -> InboundMessage:
+        message = InboundMessage(
+            message_sid=self.sid("SM"),
+            from_address=participant.address,
+            to_address=(
+                f"whatsapp:{DEMO_PROGRAM_NUMBER}"
+                if participant.channel == "whatsapp"
+                else DEMO_PROGRAM_NUMBER
+            ),
+            channel=participant.channel,
+            body=body,
+            num_media=0,
+            raw_form={"Body": [body], "From": [participant.address]},
+            participant_id=participant.id,
+            received_at=at,
+            processing_state="processed",
+            intent=intent,
+            processed_at=at,
+        )
+        self.session.add(message)
+        return message
+
+
+def _render(
+    session: Session, participant: Participant, key: str, config: Config | None = None
+) -> str:
+    from bot.services.templates import participant_context, render_message
+
+    config = config or Config(program_name="Homecoming Peers", program_phone="(202) 555-0100")
+    return render_message(
+        session, key, participant.language, participant_context(session, participant, config)
+    )
+
+
+def _checkin_key(n: int) -> str:
+    from messages.defaults import checkin_variant_key
+
+    return checkin_variant_key(n)
+
+
+def _seed_history(session: Session, now: datetime) -> None:
+    """Past conversations and the flags they led to, so every page has something to show."""
+    history = _History(session, now)
+    coaches = {u.email: u for u in session.scalars(select(User))}
+    coordinator = coaches["coordinator@demo.checkin.local"]
+    cadence = DEFAULT_SETTINGS["cadence"]
+    days: list[int] = list(cadence["checkin_days"])
+    days += list(range(days[-1] + 7, int(cadence["weekly_until_day"]) + 1, 7))
+    participants = list(session.scalars(select(Participant).order_by(Participant.id)))
+    for i, person in enumerate(participants):
+        zone = ZoneInfo(person.timezone)
+        released = person.release_date
+        if released > now.astimezone(zone).date():
+            continue  # not home yet: only their welcome is planned
+        welcome_at = local_datetime(released, time(10), zone)
+        if welcome_at < now:
+            history.outbound(
+                person, "welcome", _render(session, person, "welcome"), welcome_at, "delivered"
+            )
+        misses = 0
+        last_miss: datetime | None = None
+        for n, day in enumerate(days, start=1):
+            sent_at = local_datetime(released + timedelta(days=day), time(10), zone)
+            if sent_at >= now - timedelta(hours=1):
+                break
+            status = "undelivered" if (i % 11 == 4 and n == 3) else "delivered"
+            history.outbound(
+                person, "checkin", _render(session, person, _checkin_key(n)), sent_at, status
+            )
+            # Most people answer most texts; a few go quiet for a while.
+            replies = status == "delivered" and (i + n) % 5 != 0 and not (i % 9 == 3 and n > 4)
+            if replies:
+                delay = timedelta(minutes=5 + (i * 37 + n * 11) % 300)
+                body = REPLIES[person.language][(i + n) % 5]
+                history.inbound(person, body, sent_at + delay)
+                misses = 0
+            else:
+                misses += 1
+                last_miss = sent_at
+        session.flush()
+        # no_reply opens when the reply window after the last unanswered check-in has passed.
+        overdue = last_miss is not None and now - last_miss > timedelta(hours=48)
+        _seed_flags(session, history, person, i, misses if overdue else 0, coordinator)
+
+
+def _seed_flags(
+    session: Session,
+    history: _History,
+    person: Participant,
+    i: int,
+    misses: int,
+    coordinator: User,
+) -> None:
+    now = history.now
+    coach_id = person.coach_id or coordinator.id
+    if i == 5:
+        # A crisis text an hour ago: the urgent flag tops the coach's queue.
+        at = now - timedelta(hours=1)
+        history.inbound(person, "I can't do this anymore, I want to end it", at, intent="crisis")
+        history.outbound(
+            person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
+        )
+        raise_flag(session, reason="crisis", severity="urgent", now=at, participant_id=person.id)
+    elif i == 18:
+        # An earlier crisis that a coach acknowledged in 6 minutes and resolved.
+        at = now - timedelta(days=9)
+        history.inbound(person, "everything is too much tonight", at, intent="crisis")
+        history.outbound(
+            person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
+        )
+        flag = raise_flag(
+            session, reason="crisis", severity="urgent", now=at, participant_id=person.id
+        ).flag
+        acknowledge_flag(session, flag, user_id=coach_id, now=at + timedelta(minutes=6))
+        resolve_flag(
+            session,
+            flag,
+            outcome="reached",
+            note="Talked by phone; safe, seeing counselor.",
+            now=at + timedelta(hours=2),
+            user_id=coach_id,
+        )
+    elif i == 27:
+        at = now - timedelta(days=2, hours=3)
+        history.inbound(person, "STOP", at, intent="stop")
+        person.status = "opted_out"
+        person.opted_out_at = at
+        session.add(
+            ConsentEvent(
+                participant_id=person.id, kind="opt_out", at=at, method="sms", wording="STOP"
+            )
+        )
+        raise_flag(session, reason="opted_out", severity="info", now=at, participant_id=person.id)
+    elif i % 11 == 4:
+        flag = raise_flag(
+            session,
+            reason="delivery_failed",
+            severity="high",
+            now=now - timedelta(days=3),
+            participant_id=person.id,
+        ).flag
+        if i == 15:
+            acknowledge_flag(
+                session, flag, user_id=coach_id, now=now - timedelta(days=3) + timedelta(minutes=40)
+            )
+    if misses >= 1 and person.status == "active":
+        severity = "high" if misses >= 2 else "normal"
+        outcome = raise_flag(
+            session,
+            reason="no_reply",
+            severity=severity,
+            now=now - timedelta(hours=20),
+            participant_id=person.id,
+        )
+        outcome.flag.occurrences = misses
+    if i in (2, 10):
+        at = now - timedelta(days=5)
+        flag = raise_flag(
+            session,
+            reason="appointment_declined",
+            severity="normal",
+            now=at,
+            participant_id=person.id,
+        ).flag
+        history.inbound(person, "NO" if person.language == "en" else "No puedo ir", at, intent="no")
+        resolve_flag(
+            session,
+            flag,
+            outcome="rescheduled",
+            note="Moved to next week.",
+            now=at + timedelta(hours=5),
+            user_id=coach_id,
+        )
+    if i == 3:
+        # Someone not enrolled texts the program number.
+        at = now - timedelta(hours=6)
+        stranger = "+12025559876"
+        session.add(
+            InboundMessage(
+                message_sid=history.sid("SM"),
+                from_address=stranger,
+                to_address=DEMO_PROGRAM_NUMBER,
+                channel="sms",
+                body="hi who is this?",
+                num_media=0,
+                raw_form={"Body": ["hi who is this?"]},
+                received_at=at,
+                processing_state="processed",
+                intent="none",
+                processed_at=at,
+            )
+        )
+        flag = raise_flag(
+            session, reason="unknown_sender", severity="normal", now=at, sender_address=stranger
+        ).flag
+        add_event(session, flag, "note", now=at, detail={"text": "seeded by the demo"})
+    session.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+
+
+def _find_tick() -> Callable[..., Any] | None:
+    try:
+        from scheduler import tick as tick_module
+    except ImportError:
+        return None
+    tick = getattr(tick_module, "tick", None)
+    return tick if callable(tick) else None
+
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _sessions(database_url: str) -> sessionmaker[Session]:
+    with _engines_lock:
+        if database_url not in _engines:
+            _engines[database_url] = make_engine(database_url)
+        return make_session_factory(_engines[database_url])
+
+
+def run_tick_once(config: Config, transport: Transport, now: datetime) -> str:
+    """One scheduler pass (plan, send due, sweep) with this transport; a one-line summary."""
+    tick = _find_tick()
+    if tick is None:
+        return "The scheduler is not installed in this build; nothing is sent on a schedule."
+    parameters = inspect.signature(tick).parameters
+    kwargs: dict[str, Any] = {}
+    for name, value in (("now", now), ("transport", transport), ("config", config)):
+        if name in parameters:
+            kwargs[name] = value
+    result = tick(_sessions(config.database_url), **kwargs)
+    return f"Scheduler pass done: {result}" if result is not None else "Scheduler pass done."
+
+
+def start_worker(config: Config, transport: Transport, stop: threading.Event) -> str:
+    """Run a scheduler pass every 20 s in a background thread, with the web app's simulated
+    transport, so the simulator page shows what the schedule sends."""
+    if _find_tick() is None:
+        return "Scheduler: not installed in this build; nothing is sent on a schedule."
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                run_tick_once(config, transport, datetime.now(UTC))
+            except Exception as exc:  # the demo keeps serving if one pass fails
+                log_event(log, "demo.tick_failed", logging.ERROR, error=type(exc).__name__)
+            stop.wait(WORKER_SECONDS)
+
+    threading.Thread(target=loop, name="checkin-demo-worker", daemon=True).start()
+    return f"Scheduler: running every {WORKER_SECONDS} s in the background (simulated transport)."
 
 
 def run_demo(host: str, port: int) -> int:
@@ -104,17 +459,34 @@ def run_demo(host: str, port: int) -> int:
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
     config = config.with_overrides(
         database_url=database_url,
+        database_url_explicit=True,
         demo=True,
         secret_key=config.secret_key or secrets.token_hex(32),
         public_base_url=f"http://{host}:{port}",
+        # The demo never calls Twilio, whatever credentials are set (DESIGN.md, Precise rules);
+        # the auth token is kept only to sign the simulator's own inbound requests.
+        twilio_auth_token=config.twilio_auth_token or secrets.token_hex(16),
+        twilio_from_number=config.twilio_from_number or DEMO_PROGRAM_NUMBER,
+        program_name=config.program_name
+        if config.program_name != "Checkin"
+        else "Homecoming Peers",
+        program_phone=config.program_phone or "(202) 555-0100",
     )
     logins = seed_demo(database_url, datetime.now(UTC))
     from bot import create_app
 
-    app = create_app(config)
+    transport = SimulatedTransport()
+    app = create_app(config, transport)
+    stop = threading.Event()
+    worker_note = start_worker(config, transport, stop)
     click.echo(f"Dashboard: http://{host}:{port}/")
     for role, email, password in logins:
         click.echo(f"{role} {email} {password}")
+    click.echo(worker_note)
+    click.echo(f"Phone simulator: http://{host}:{port}/simulator (text as any participant)")
     click.echo("Simulated transport: nothing is sent for real. Stop with Ctrl-C.")
-    app.run(host=host, port=port, threaded=True)
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        stop.set()
     return 0

@@ -1,58 +1,209 @@
-"""Words that would disclose sensitive detail if they appeared in a text body.
+"""Words that would disclose someone's legal, health or treatment situation to whoever sees a text.
 
-A text can be read by anyone holding the phone: family, an employer, a cellmate's friend.
-Coordinators are warned (not blocked) when a template contains one of these; the shipped
-defaults contain none. The list covers supervision, courts, custody, treatment, health and
-drug testing, in English and Spanish. "court" is allowed if a coordinator insists (DESIGN.md),
-which is why this is a warning and not a refusal.
+Participants' phones are often shared or seen by family, employers and landlords, so default
+messages say only first names, the program's name, a date, a time and a place. The template editor
+uses :func:`find_sensitive_terms` to warn a coordinator who writes, say, "court" or "probation"
+into a message. It is a warning, not a ban: a coordinator may decide a word is fine for their
+program.
+
+Matching is whole-word, case-insensitive and accent-insensitive ("CARCEL" finds "cárcel"); a term
+also matches with a plural "s" or "es" ("courts", "prisiones"); the words of a multi-word term may
+be separated by any spaces or hyphens ("drug-test"). Because matching is whole-word, "courtesy"
+and "important" do not match. Some terms have innocent meanings ("corte de pelo", "PO Box",
+"audiencia"); they are listed anyway because a false warning costs a coordinator a glance, while a
+missed one may cost a participant their privacy.
+
+The list, by theme (English, then Spanish). A word spelt the same in
+both languages once accents are ignored ("supervision" / "supervisión", "hepatitis") is listed once.
+
+- criminal legal system: probation, parole, PO, supervision, supervised release, court,
+  courthouse, judge, hearing, sentencing, warrant, arrest, bail, custody, conviction, convicted,
+  criminal, felony (and felonies), felon, misdemeanor, offender, inmate, jail, prison,
+  penitentiary, incarcerated, incarceration, correctional, detention, reentry (re-entry),
+  halfway house, public defender;
+  libertad condicional, libertad vigilada, libertad supervisada, libertad bajo palabra,
+  probatoria, corte, tribunal, juzgado, juez (and jueces), jueza, audiencia, sentencia, condena,
+  orden de arresto, arresto, fianza, delito, delincuente, recluso, reclusa, reo, preso, cárcel,
+  prisión, penitenciaría, detención, reinserción;
+- substance use and treatment: treatment, rehab, rehabilitation, recovery, detox, methadone,
+  suboxone, buprenorphine, naloxone, narcan, vivitrol, opioid, overdose, addiction, substance
+  abuse, substance use, sobriety, sober, relapse, drug test, drug screen, urinalysis;
+  tratamiento, rehabilitación, recuperación, desintoxicación, metadona, sobredosis, adicción,
+  drogas, prueba de drogas, prueba de orina, análisis de orina, antidoping;
+- health: diagnosis, diagnosed, HIV, hepatitis, mental health, behavioral health, psychiatric,
+  psychiatrist, therapy, suicide, suicidal, self-harm; diagnóstico, VIH, SIDA,
+  salud mental, psiquiátrico, psiquiátrica, psiquiatra, terapia, suicidio.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache
+
+__all__ = ["SENSITIVE_TERMS", "find_sensitive_terms"]
 
 SENSITIVE_TERMS: tuple[str, ...] = (
-    # supervision and courts
-    "probation", "parole", "parole officer", "PO", "court", "judge", "sentencing", "warrant",
-    "felony", "offender", "arrest", "bail", "ankle monitor",
-    # custody
-    "jail", "prison", "inmate", "incarcerated", "incarceration", "release from custody",
-    "correctional", "reentry", "re-entry",
-    # treatment and health
-    "treatment", "methadone", "suboxone", "buprenorphine", "naloxone", "rehab", "rehabilitation",
-    "detox", "recovery", "overdose", "sober", "sobriety", "relapse", "addiction", "substance",
-    "drug test", "urinalysis", "UA", "diagnosis", "HIV", "hepatitis", "mental health",
-    "psychiatric", "psychiatrist", "therapy", "therapist", "counseling", "medication",
-    # Spanish
-    "libertad condicional", "libertad vigilada", "agente de libertad", "corte", "tribunal",
-    "juez", "jueza", "cárcel", "prisión", "preso", "presa", "reclusión", "tratamiento",
-    "metadona", "rehabilitación", "desintoxicación", "recuperación", "sobredosis",
-    "prueba de drogas", "diagnóstico", "salud mental", "psiquiátrico", "psiquiatra", "terapia",
-    "adicción", "antidoping",
-)  # fmt: skip
+    # criminal legal system (English)
+    "probation",
+    "parole",
+    "PO",
+    "supervision",
+    "supervised release",
+    "court",
+    "courthouse",
+    "judge",
+    "hearing",
+    "sentencing",
+    "warrant",
+    "arrest",
+    "bail",
+    "custody",
+    "conviction",
+    "convicted",
+    "criminal",
+    "felony",
+    "felonies",
+    "felon",
+    "misdemeanor",
+    "offender",
+    "inmate",
+    "jail",
+    "prison",
+    "penitentiary",
+    "incarcerated",
+    "incarceration",
+    "correctional",
+    "detention",
+    "reentry",
+    "re-entry",
+    "halfway house",
+    "public defender",
+    # criminal legal system (Spanish)
+    "libertad condicional",
+    "libertad vigilada",
+    "libertad supervisada",
+    "libertad bajo palabra",
+    "probatoria",
+    "corte",
+    "tribunal",
+    "juzgado",
+    "juez",
+    "jueza",
+    "jueces",
+    "audiencia",
+    "sentencia",
+    "condena",
+    "orden de arresto",
+    "arresto",
+    "fianza",
+    "delito",
+    "delincuente",
+    "recluso",
+    "reclusa",
+    "reo",
+    "preso",
+    "cárcel",
+    "prisión",
+    "penitenciaría",
+    "detención",
+    "reinserción",
+    # substance use and treatment (English)
+    "treatment",
+    "rehab",
+    "rehabilitation",
+    "recovery",
+    "detox",
+    "methadone",
+    "suboxone",
+    "buprenorphine",
+    "naloxone",
+    "narcan",
+    "vivitrol",
+    "opioid",
+    "overdose",
+    "addiction",
+    "substance abuse",
+    "substance use",
+    "sobriety",
+    "sober",
+    "relapse",
+    "drug test",
+    "drug screen",
+    "urinalysis",
+    # substance use and treatment (Spanish)
+    "tratamiento",
+    "rehabilitación",
+    "recuperación",
+    "desintoxicación",
+    "metadona",
+    "sobredosis",
+    "adicción",
+    "drogas",
+    "prueba de drogas",
+    "prueba de orina",
+    "análisis de orina",
+    "antidoping",
+    # health (English)
+    "diagnosis",
+    "diagnosed",
+    "HIV",
+    "hepatitis",
+    "mental health",
+    "behavioral health",
+    "psychiatric",
+    "psychiatrist",
+    "therapy",
+    "suicide",
+    "suicidal",
+    "self-harm",
+    # health (Spanish)
+    "diagnóstico",
+    "VIH",
+    "SIDA",
+    "salud mental",
+    "psiquiátrico",
+    "psiquiátrica",
+    "psiquiatra",
+    "terapia",
+    "suicidio",
+)
 
 
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    """Lower-case and strip accents, so 'Cárcel', 'CARCEL' and 'carcel' compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def _pattern(term: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in _fold(term).split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
-
-
-# Short abbreviations only match in capitals: "po" and "ua" are common inside other words and
-# in Spanish ("po" as slang, "ua" in names).
-_CASE_SENSITIVE = {"PO", "UA"}
-_PATTERNS = [(term, _pattern(term)) for term in SENSITIVE_TERMS if term not in _CASE_SENSITIVE]
-_CAPS = [(term, re.compile(rf"(?<!\w){term}(?!\w)")) for term in _CASE_SENSITIVE]
+@cache
+def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    compiled = []
+    for term in SENSITIVE_TERMS:
+        words = re.split(r"[\s-]+", _fold(term))
+        body = r"[\s\-]+".join(re.escape(w) for w in words)
+        compiled.append((term, re.compile(rf"(?<!\w){body}(?:e?s)?(?!\w)")))
+    return tuple(compiled)
 
 
 def find_sensitive_terms(text: str) -> list[str]:
-    """The sensitive terms present in `text` (whole words, case- and accent-insensitive)."""
+    """The sensitive terms found in ``text``, as spelled in :data:`SENSITIVE_TERMS`.
+
+    Each term is listed once, in the order of its first appearance in ``text``. A match inside
+    a longer term's match counts only as the longer term: "prueba de drogas" is reported as that,
+    not also as "drogas".
+    """
     folded = _fold(text)
-    found = [term for term, pattern in _PATTERNS if pattern.search(folded)]
-    found += [term for term, pattern in _CAPS if pattern.search(text)]
-    return found
+    matches = [
+        (match.start(), match.end(), order, term)
+        for order, (term, pattern) in enumerate(_patterns())
+        for match in pattern.finditer(folded)
+    ]
+    found: dict[str, int] = {}
+    for start, end, _, term in sorted(matches):
+        inside_longer = any(
+            s <= start and end <= e and (e - s) > (end - start) for s, e, _, _ in matches
+        )
+        if not inside_longer and term not in found:
+            found[term] = start
+    return sorted(found, key=lambda term: found[term])

@@ -1,13 +1,650 @@
-"""plan(now): materialise planned contacts. Built in issue 5."""
+"""plan(now): materialise planned contacts from the cadence, the windows and appointments.
+
+The database is the schedule. A participant's whole programme (welcome, check-ins to day 90,
+reminders for every upcoming appointment) is written as `PlannedContact` rows once, keyed by
+(participant, rule, occurrence, version), and re-planned only when something it depends on
+changes:
+
+- `participant.plan_version` (bumped by imports: release date, zone; by opt-out/opt-in ...),
+- `appointment.version` (bumped when the appointment moves),
+- the digest of the `cadence`, `windows`, `reminders` and `quiet_hours` settings.
+
+The version string encodes all three (`v3.1a2b3c4d` for welcome and check-ins,
+`v3.a2.1a2b3c4d` for reminders), so a re-plan writes new keys; contacts of a superseded version
+still `planned` become `cancelled` and are never sent. Work is found through partial indexes on
+"planned_version differs from version", so a tick with nothing changed costs a few empty index
+scans whatever the population.
+
+Re-planning covers only the future: slots before the re-plan are not planned again, and a slot
+that was already sent (queued or sent) under an older version is never planned twice.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from bot.config import Config
+from bot.models import Appointment, Participant, PlannedContact
+from bot.services.settings import get_setting
+from bot.timeutil import in_quiet_hours, local_datetime, next_quiet_end, parse_hhmm
+from messages.defaults import checkin_variant_key, reminder_key
+
+SETTINGS_KEYS = ("cadence", "windows", "reminders", "quiet_hours")
+# Appointment statuses that still get reminders.
+REMINDED_STATUSES = ("scheduled", "confirmed")
+# Contacts that went (or are going) out: never planned again under a newer version.
+DONE_STATES = ("queued", "sent")
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings the planner reads, parsed once per plan() call."""
+
+    checkin_days: tuple[int, ...]
+    send_time: time
+    checkin_until: time
+    welcome_days: int
+    quiet_start: time
+    quiet_end: time
+    offsets: tuple[str, ...]
+    stop_before: timedelta
+    fallback_time: time
+    drop_within: timedelta
+    digest: str
+
+    def quiet(self, instant: datetime, zone: ZoneInfo) -> bool:
+        return in_quiet_hours(instant, zone, self.quiet_start, self.quiet_end)
+
+    def out_of_quiet(self, instant: datetime, zone: ZoneInfo) -> datetime:
+        return next_quiet_end(instant, zone, self.quiet_start, self.quiet_end)
+
+
+def load_rules(session: Session) -> Rules:
+    values = {key: get_setting(session, key) for key in SETTINGS_KEYS}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+    cadence, windows = values["cadence"], values["windows"]
+    reminders, quiet = values["reminders"], values["quiet_hours"]
+    days = sorted({int(d) for d in cadence["checkin_days"]})
+    last = days[-1] if days else 0
+    weekly_until = int(cadence.get("weekly_until_day") or 0)
+    day = last + 7
+    while weekly_until and day <= weekly_until:
+        days.append(day)
+        day += 7
+    return Rules(
+        checkin_days=tuple(days),
+        send_time=parse_hhmm(cadence["send_time"]),
+        checkin_until=parse_hhmm(windows["checkin_until"]),
+        welcome_days=int(windows["welcome_days"]),
+        quiet_start=parse_hhmm(quiet["start"]),
+        quiet_end=parse_hhmm(quiet["end"]),
+        offsets=tuple(str(o) for o in reminders["offsets"]),
+        stop_before=timedelta(minutes=int(reminders["stop_minutes_before"])),
+        fallback_time=parse_hhmm(reminders["quiet_fallback_time"]),
+        drop_within=timedelta(hours=float(reminders["drop_if_sent_within_hours"])),
+        digest=digest,
+    )
+
+
+@dataclass(frozen=True)
+class Slot:
+    kind: str
+    rule: str
+    occurrence: str
+    version: str
+    template_key: str
+    send_after: datetime
+    not_after: datetime
+    appointment_id: int | None = None
+    state: str = "planned"
+    state_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.rule, self.occurrence, self.version)
+
+
+@dataclass
+class PlanCounts:
+    participants: int = 0
+    appointments: int = 0
+    created: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+
+    def add(self, other: PlanCounts) -> None:
+        self.participants += other.participants
+        self.appointments += other.appointments
+        self.created += other.created
+        self.cancelled += other.cancelled
+        self.skipped += other.skipped
+
+
+def participant_version(participant: Participant, rules: Rules) -> str:
+    return f"v{participant.plan_version}.{rules.digest}"
+
+
+def reminder_version(participant: Participant, appointment: Appointment, rules: Rules) -> str:
+    return f"v{participant.plan_version}.a{appointment.version}.{rules.digest}"
+
+
+def _appointment_part(version: str) -> str:
+    """`v3.a2.1a2b3c4d` -> `a2`: reminders already sent for this appointment time."""
+    parts = version.split(".")
+    return parts[1] if len(parts) == 3 else ""
+
+
+# --- slots -------------------------------------------------------------------------------
+
+
+def welcome_slot(participant: Participant, rules: Rules) -> Slot:
+    """Precise rules, Enrolment: 10:00 local on the release date, or at once when imported
+    later (outside quiet hours, otherwise the next morning); open for `welcome_days`."""
+    zone = ZoneInfo(participant.timezone)
+    release_slot = local_datetime(participant.release_date, rules.send_time, zone)
+    start = max(release_slot, participant.enrolled_at)
+    send_after = rules.out_of_quiet(start, zone)
+    return Slot(
+        kind="welcome",
+        rule="welcome",
+        occurrence="welcome",
+        version=participant_version(participant, rules),
+        template_key="welcome",
+        send_after=send_after,
+        not_after=send_after + timedelta(days=rules.welcome_days),
+    )
+
+
+def checkin_slots(participant: Participant, rules: Rules) -> list[Slot]:
+    """Every check-in of the cadence: send_time local on release + N days, until
+    checkin_until the same local day. The variant number is the position in the cadence, so
+    it does not change when the plan is re-made."""
+    zone = ZoneInfo(participant.timezone)
+    version = participant_version(participant, rules)
+    slots = []
+    for index, day in enumerate(rules.checkin_days, start=1):
+        local_day = participant.release_date + timedelta(days=day)
+        send_after = rules.out_of_quiet(local_datetime(local_day, rules.send_time, zone), zone)
+        not_after = local_datetime(local_day, rules.checkin_until, zone)
+        if not_after <= send_after:
+            continue  # a configuration with no window that day: nothing can be sent
+        slots.append(
+            Slot(
+                kind="checkin",
+                rule="checkin",
+                occurrence=f"day-{day}",
+                version=version,
+                template_key=checkin_variant_key(index),
+                send_after=send_after,
+                not_after=not_after,
+            )
+        )
+    return slots
+
+
+def _parse_offset(offset: str) -> tuple[int, str]:
+    amount, unit = int(offset[:-1]), offset[-1]
+    if unit not in "dhm":
+        raise ValueError(f"reminder offset {offset!r}: use a number and d, h or m")
+    return amount, unit
+
+
+def _evening_before(slot: datetime, zone: ZoneInfo, rules: Rules) -> datetime:
+    """Precise rules, Reminders: a slot in quiet hours moves earlier, to the fallback time
+    (20:00) the evening before; "before" means the latest such evening not after the slot."""
+    local = slot.astimezone(zone)
+    day: date = local.date()
+    if local.time() < rules.fallback_time:
+        day -= timedelta(days=1)
+    return local_datetime(day, rules.fallback_time, zone)
+
+
+def reminder_slots(
+    participant: Participant,
+    appointment: Appointment,
+    rules: Rules,
+    now: datetime,
+    *,
+    already_sent: bool,
+) -> list[Slot]:
+    """Reminders for one appointment (Precise rules, Reminders and Windows).
+
+    `already_sent`: a reminder for this appointment time already went out, so passed slots are
+    simply passed; otherwise (an appointment imported late) the latest passed one goes at once.
+    """
+    zone = ZoneInfo(participant.timezone)
+    deadline = appointment.starts_at - rules.stop_before
+    if deadline <= now or appointment.status not in REMINDED_STATUSES:
+        return []
+    local_start = appointment.starts_at.astimezone(zone)
+    candidates: list[tuple[datetime, str, bool]] = []
+    for offset in rules.offsets:
+        amount, unit = _parse_offset(offset)
+        if unit == "d":
+            slot = local_datetime(
+                local_start.date() - timedelta(days=amount), rules.send_time, zone
+            )
+        else:
+            delta = timedelta(hours=amount) if unit == "h" else timedelta(minutes=amount)
+            slot = appointment.starts_at - delta
+        moved = rules.quiet(slot, zone)
+        if moved:
+            slot = _evening_before(slot, zone, rules)
+        if slot < deadline:
+            candidates.append((slot, offset, moved))
+    candidates.sort()
+    kept: list[tuple[datetime, str, bool]] = []
+    for slot, offset, moved in candidates:
+        if moved and any(slot - rules.drop_within <= other < slot for other, _, _ in kept):
+            continue  # another reminder went out in the 12 hours before: one is enough
+        kept.append((slot, offset, moved))
+    passed = [c for c in kept if c[0] < now]
+    upcoming = [c for c in kept if c[0] >= now]
+    if passed and not already_sent:
+        # Imported late: only the latest passed reminder, at once (outside quiet hours).
+        _, offset, _ = passed[-1]
+        at_once = rules.out_of_quiet(now, zone)
+        if at_once < deadline and not any(c[0] <= at_once for c in upcoming):
+            upcoming.insert(0, (at_once, offset, False))
+    version = reminder_version(participant, appointment, rules)
+    return [
+        Slot(
+            kind="reminder",
+            rule=f"reminder.{offset}",
+            occurrence=f"appt-{appointment.id}",
+            version=version,
+            template_key=reminder_key(appointment.kind, offset),
+            send_after=slot,
+            not_after=deadline,
+            appointment_id=appointment.id,
+        )
+        for slot, offset, _ in upcoming
+    ]
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _insert_slots(
+    session: Session, participant_id: int, slots: Sequence[Slot], now: datetime
+) -> int:
+    if not slots:
+        return 0
+    rows: list[dict[str, Any]] = [
+        {
+            "participant_id": participant_id,
+            "kind": s.kind,
+            "rule": s.rule,
+            "occurrence": s.occurrence,
+            "version": s.version,
+            "appointment_id": s.appointment_id,
+            "template_key": s.template_key,
+            "send_after": s.send_after,
+            "not_after": s.not_after,
+            "state": s.state,
+            "state_reason": s.state_reason,
+            "created_at": now,
+            "decided_at": now if s.state != "planned" else None,
+        }
+        for s in slots
+    ]
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Two planners at once write the same keys; the unique key keeps one, the other is a no-op.
+    stmt = (
+        insert_fn(PlannedContact)
+        .on_conflict_do_nothing(index_elements=["participant_id", "rule", "occurrence", "version"])
+        .returning(PlannedContact.id)
+    )
+    return len(session.execute(stmt, rows).all())
+
+
+def _cancel(session: Session, ids: Iterable[int], reason: str, now: datetime) -> int:
+    id_list = list(ids)
+    if not id_list:
+        return 0
+    # Conditional: a contact the sender queued a moment ago is not cancelled from under it.
+    result = session.execute(
+        update(PlannedContact)
+        .where(PlannedContact.id.in_(id_list), PlannedContact.state == "planned")
+        .values(state="cancelled", state_reason=reason, decided_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _reconcile(
+    session: Session,
+    participant: Participant,
+    existing: Sequence[PlannedContact],
+    desired: list[Slot],
+    now: datetime,
+    *,
+    first_plan: bool,
+    cancel_reason: str = "superseded",
+) -> PlanCounts:
+    counts = PlanCounts()
+    existing_keys = {(c.rule, c.occurrence, c.version) for c in existing}
+    done_general = {(c.rule, c.occurrence) for c in existing if c.state in DONE_STATES}
+    done_reminders = {
+        (c.rule, c.occurrence, _appointment_part(c.version))
+        for c in existing
+        if c.state in DONE_STATES and c.kind == "reminder"
+    }
+    desired_keys = {s.key for s in desired}
+    new: list[Slot] = []
+    for slot in desired:
+        if slot.key in existing_keys:
+            continue
+        if slot.kind == "reminder":
+            if (slot.rule, slot.occurrence, _appointment_part(slot.version)) in done_reminders:
+                continue
+        elif (slot.rule, slot.occurrence) in done_general:
+            continue
+        if slot.not_after <= now:
+            if not first_plan:
+                continue  # re-planning covers only the future
+            # First plan after a delay (the worker was down): the record says what was missed.
+            slot = Slot(**{**slot.__dict__, "state": "skipped", "state_reason": "window_closed"})
+            counts.skipped += 1
+        elif not first_plan and slot.kind == "checkin" and slot.send_after < now:
+            continue  # a re-plan does not reach back into today's passed slot
+        new.append(slot)
+    counts.created = _insert_slots(session, participant.id, new, now)
+    stale = [
+        c.id
+        for c in existing
+        if c.state == "planned" and (c.rule, c.occurrence, c.version) not in desired_keys
+    ]
+    counts.cancelled = _cancel(session, stale, cancel_reason, now)
+    return counts
+
+
+def _desired_for_participant(
+    session: Session,
+    participant: Participant,
+    rules: Rules,
+    now: datetime,
+    existing: Sequence[PlannedContact],
+) -> list[Slot]:
+    if participant.status != "active":
+        return []
+    first_plan = participant.planned_version is None
+    desired: list[Slot] = []
+    welcome = welcome_slot(participant, rules)
+    desired.append(welcome)
+    # Enrolment: check-in slots before the import are never planned; the welcome is first.
+    plan_from = participant.enrolled_at if first_plan else now
+    desired.extend(s for s in checkin_slots(participant, rules) if s.send_after >= plan_from)
+    appointments = session.scalars(
+        select(Appointment).where(
+            Appointment.participant_id == participant.id,
+            Appointment.starts_at > now,
+            Appointment.status.in_(REMINDED_STATUSES),
+        )
+    ).all()
+    for appointment in appointments:
+        desired.extend(
+            reminder_slots(
+                participant,
+                appointment,
+                rules,
+                now,
+                already_sent=_reminder_sent(existing, appointment),
+            )
+        )
+    return desired
+
+
+def _reminder_sent(existing: Sequence[PlannedContact], appointment: Appointment) -> bool:
+    part = f"a{appointment.version}"
+    return any(
+        c.appointment_id == appointment.id
+        and c.state in DONE_STATES
+        and _appointment_part(c.version) == part
+        for c in existing
+    )
+
+
+def plan_participant(
+    session: Session, participant: Participant, rules: Rules, now: datetime
+) -> PlanCounts:
+    """(Re-)plan everything for one participant: welcome, check-ins, reminders."""
+    existing = session.scalars(
+        select(PlannedContact).where(PlannedContact.participant_id == participant.id)
+    ).all()
+    first_plan = participant.planned_version is None
+    desired = _desired_for_participant(session, participant, rules, now, existing)
+    reason = "superseded" if participant.status == "active" else f"participant_{participant.status}"
+    counts = _reconcile(
+        session, participant, existing, desired, now, first_plan=first_plan, cancel_reason=reason
+    )
+    participant.planned_version = participant.plan_version
+    participant.planned_settings = rules.digest
+    session.execute(
+        update(Appointment)
+        .where(Appointment.participant_id == participant.id)
+        .values(planned_version=Appointment.version)
+        .execution_options(synchronize_session="fetch")
+    )
+    counts.participants = 1
+    return counts
+
+
+def plan_appointment(
+    session: Session, appointment: Appointment, rules: Rules, now: datetime
+) -> PlanCounts:
+    """Re-plan the reminders of one appointment that moved (or was added, or cancelled)."""
+    participant = session.get(Participant, appointment.participant_id)
+    assert participant is not None
+    existing = session.scalars(
+        select(PlannedContact).where(PlannedContact.appointment_id == appointment.id)
+    ).all()
+    desired: list[Slot] = []
+    if participant.status == "active":
+        desired = reminder_slots(
+            participant,
+            appointment,
+            rules,
+            now,
+            already_sent=_reminder_sent(existing, appointment),
+        )
+    counts = _reconcile(session, participant, existing, desired, now, first_plan=False)
+    appointment.planned_version = appointment.version
+    counts.appointments = 1
+    return counts
+
+
+def plan_step(
+    session: Session, now: datetime, rules: Rules, limit: int = BATCH
+) -> tuple[PlanCounts, bool]:
+    """Plan up to `limit` participants and appointments that need it; returns (counts, more)."""
+    counts = PlanCounts()
+    needs_plan = or_(
+        Participant.planned_version.is_(None),
+        Participant.planned_version != Participant.plan_version,
+    )
+    ids = list(
+        session.scalars(
+            select(Participant.id).where(needs_plan).order_by(Participant.id).limit(limit)
+        )
+    )
+    if len(ids) < limit:
+        # The settings changed since these were planned: everyone is re-planned, once.
+        settings_changed = or_(
+            Participant.planned_settings < rules.digest,
+            Participant.planned_settings > rules.digest,
+        )
+        ids += list(
+            session.scalars(
+                select(Participant.id)
+                .where(settings_changed)
+                .order_by(Participant.id)
+                .limit(limit - len(ids))
+            )
+        )
+    for participant in session.scalars(
+        select(Participant).where(Participant.id.in_(ids)).order_by(Participant.id)
+    ):
+        counts.add(plan_participant(session, participant, rules, now))
+    room = limit - len(ids)
+    appointment_ids: list[int] = []
+    if room > 0:
+        appointment_needs_plan = or_(
+            Appointment.planned_version.is_(None),
+            Appointment.planned_version != Appointment.version,
+        )
+        appointment_ids = list(
+            session.scalars(
+                select(Appointment.id)
+                .where(appointment_needs_plan)
+                .order_by(Appointment.id)
+                .limit(room)
+            )
+        )
+        for appointment in session.scalars(
+            select(Appointment).where(Appointment.id.in_(appointment_ids))
+        ):
+            counts.add(plan_appointment(session, appointment, rules, now))
+    session.flush()
+    more = len(ids) + len(appointment_ids) >= limit
+    return counts, more
+
+
+def plan(session: Session, now: datetime) -> PlanCounts:
+    """Plan everything that needs it, in batches (flushed, not committed: the caller commits)."""
+    rules = load_rules(session)
+    total = PlanCounts()
+    while True:
+        counts, more = plan_step(session, now, rules)
+        total.add(counts)
+        if not more:
+            return total
+
+
+# --- checkin plan ID ---------------------------------------------------------------------
+
+
+@dataclass
+class PlanRow:
+    kind: str
+    rule: str
+    send_at_local: datetime
+    send_at_utc: datetime
+    not_after_utc: datetime
+    state: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "rule": self.rule,
+            "send_at_local": self.send_at_local.isoformat(),
+            "send_at_utc": _utc(self.send_at_utc),
+            "not_after_utc": _utc(self.not_after_utc),
+            "state": self.state,
+        }
+
+
+def _utc(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def upcoming_contacts(session: Session, participant: Participant, now: datetime) -> list[PlanRow]:
+    """Contacts whose window has not closed, and everything still planned, in time order."""
+    zone = ZoneInfo(participant.timezone)
+    contacts = session.scalars(
+        select(PlannedContact)
+        .where(
+            PlannedContact.participant_id == participant.id,
+            PlannedContact.state != "cancelled",
+            or_(PlannedContact.state == "planned", PlannedContact.not_after >= now),
+        )
+        .order_by(PlannedContact.send_after, PlannedContact.id)
+    ).all()
+    return [
+        PlanRow(
+            kind=c.kind,
+            rule=c.rule if c.kind != "checkin" else f"checkin.{c.occurrence}",
+            send_at_local=c.send_after.astimezone(zone),
+            send_at_utc=c.send_after,
+            not_after_utc=c.not_after,
+            state=c.state,
+        )
+        for c in contacts
+    ]
 
 
 def run_plan_command(config: Config, external_id: str, as_json: bool, now: datetime) -> int:
-    print("checkin plan: not built yet (issue 5: outbound scheduler)", file=sys.stderr)
-    return 2
+    """`checkin plan EXTERNAL_ID [--json]`. Planning first is what the next tick would do
+    anyway (idempotent), so the answer is the real schedule even before the worker ran."""
+    from bot.db import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(config.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            participant = session.scalars(
+                select(Participant).where(Participant.external_id == external_id)
+            ).first()
+            if participant is None:
+                print(f"error: no participant with external id {external_id!r}", file=sys.stderr)
+                return 1
+            rules = load_rules(session)
+            stale = participant.planned_version != participant.plan_version or (
+                participant.planned_settings != rules.digest
+            )
+            if stale:
+                plan_participant(session, participant, rules, now)
+                session.flush()
+            rows = upcoming_contacts(session, participant, now)
+            label, zone = participant.external_id, participant.timezone
+            status = participant.status
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([r.as_json() for r in rows], indent=2))
+        return 0
+    print(f"{label} ({zone}, {status}): {len(rows)} upcoming contact(s)")
+    if not rows:
+        return 0
+    header = ("KIND", "RULE", "LOCAL", "UTC", "NOT AFTER (UTC)", "STATE")
+    table = [
+        (
+            r.kind,
+            r.rule,
+            r.send_at_local.strftime("%Y-%m-%d %H:%M %Z"),
+            r.send_at_utc.strftime("%Y-%m-%d %H:%M"),
+            r.not_after_utc.strftime("%Y-%m-%d %H:%M"),
+            r.state,
+        )
+        for r in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *table, strict=True)]
+    for line in (header, *table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+__all__ = [
+    "PlanCounts",
+    "Rules",
+    "Slot",
+    "load_rules",
+    "plan",
+    "plan_appointment",
+    "plan_participant",
+    "plan_step",
+    "run_plan_command",
+]

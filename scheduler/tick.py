@@ -1,12 +1,159 @@
-"""tick(now): plan, send due, sweep. Built in issue 5."""
+"""tick(now): one full pass: plan, send due, sweep. A pure function of the database and `now`
+(plus the transport); each step is idempotent and safe to run twice at once."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import os
+import socket
 import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
+from bot.db import session_scope
+from bot.timeutil import local_to_utc
+from bot.transport.base import Transport
+
+from .plan import PlanCounts, plan
+from .send import RateLimiter, SendCounts, send_due
+
+
+@dataclass
+class TickSummary:
+    now: datetime
+    plan: PlanCounts = field(default_factory=PlanCounts)
+    send: SendCounts = field(default_factory=SendCounts)
+    # Whatever scheduler.sweep returns (issue 6); empty when that step is not installed.
+    sweep: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+
+    def as_log(self) -> dict[str, Any]:
+        return {
+            "now": _iso(self.now),
+            "plan": asdict(self.plan),
+            "send": asdict(self.send),
+            "sweep": self.sweep,
+            "stopped": self.stopped,
+        }
+
+    def line(self) -> str:
+        p, s = self.plan, self.send
+        text = (
+            f"tick {_iso(self.now)}: planned {p.participants} participant(s), "
+            f"{p.appointments} appointment(s) (+{p.created} contacts, {p.cancelled} cancelled, "
+            f"{p.skipped} skipped); sent {s.sent}, queued {s.queued}, retried {s.retried}, "
+            f"failed {s.failed}, unknown {s.unknown}, cancelled {s.cancelled}, "
+            f"skipped {s.skipped}, deferred {s.deferred}"
+        )
+        if self.sweep:
+            text += "; sweep " + ", ".join(f"{k} {v}" for k, v in self.sweep.items())
+        if self.stopped:
+            text += " (stopped early)"
+        return text
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _run_sweep(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
+    """scheduler.sweep (issue 6) when it is installed: `sweep(session_factory or session, now)`."""
+    if importlib.util.find_spec("scheduler.sweep") is None:
+        return {}
+    module = importlib.import_module("scheduler.sweep")
+    sweep: Callable[..., Any] = module.sweep
+    first = next(iter(inspect.signature(sweep).parameters), "")
+    if "factory" in first or first == "sessions":
+        result = sweep(sessions, now)
+    else:
+        with session_scope(sessions) as session:
+            result = sweep(session, now)
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    if hasattr(result, "__dataclass_fields__"):
+        return asdict(result)
+    return {"result": str(result)}
+
+
+def tick(
+    sessions: sessionmaker[Session],
+    transport: Transport,
+    config: Config,
+    now: datetime,
+    *,
+    worker_id: str | None = None,
+    rate_limited: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_messages: int | None = None,
+) -> TickSummary:
+    summary = TickSummary(now=now)
+    with session_scope(sessions) as session:
+        summary.plan = plan(session, now)
+    if should_stop():
+        summary.stopped = True
+        return summary
+    limiter = RateLimiter(sessions, config.send_rate_per_second) if rate_limited else None
+    summary.send = send_due(
+        sessions,
+        transport,
+        config,
+        now,
+        worker_id=worker_id or default_worker_id(),
+        limiter=limiter,
+        should_stop=should_stop,
+        max_messages=max_messages,
+    )
+    if should_stop():
+        summary.stopped = True
+        return summary
+    summary.sweep = _run_sweep(sessions, now)
+    return summary
+
+
+def parse_now(text: str, config: Config) -> datetime:
+    """ISO-8601; without an offset it is PROGRAM_TIMEZONE local time (DESIGN.md)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return local_to_utc(value, config.zone)
+    return value.astimezone(UTC)
 
 
 def run_tick_command(config: Config, now_text: str | None) -> int:
-    print("checkin tick: not built yet (issue 5: outbound scheduler)", file=sys.stderr)
-    return 2
+    from sqlalchemy.exc import OperationalError
+
+    from bot.db import make_engine, make_session_factory
+    from bot.transport.factory import make_transport
+
+    if now_text is not None:
+        try:
+            now = parse_now(now_text, config)
+        except ValueError:
+            print(f"error: --now: {now_text!r} is not an ISO-8601 date-time", file=sys.stderr)
+            return 1
+    else:
+        now = datetime.now(UTC)
+    engine = make_engine(config.database_url)
+    try:
+        summary = tick(make_session_factory(engine), make_transport(config), config, now)
+    except OperationalError as exc:
+        print(
+            f"error: database: {exc.orig or exc} (did you run `checkin init-db`?)", file=sys.stderr
+        )
+        return 1
+    finally:
+        engine.dispose()
+    print(summary.line())
+    return 0

@@ -7,6 +7,7 @@ from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
 from .messages import InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
+from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
 from .templates import Template, TemplateVersion
 from .users import User
@@ -24,6 +25,7 @@ __all__ = [
     "Participant",
     "PlannedContact",
     "ProgramSetting",
+    "SendRateSlot",
     "Template",
     "TemplateVersion",
     "UTCDateTime",

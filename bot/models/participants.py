@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, in_list
@@ -23,6 +23,15 @@ class Participant(Base):
         CheckConstraint(in_list("status", STATUSES), name="status"),
         CheckConstraint("phone LIKE '+%'", name="phone_e164"),
         CheckConstraint("plan_version >= 1", name="plan_version_positive"),
+        # The planner's work list: people whose plan is older than their plan_version. Partial,
+        # so a tick with nothing to re-plan costs an empty index scan, not a population scan.
+        Index(
+            "ix_participants_needs_plan",
+            "id",
+            postgresql_where=text("planned_version IS NULL OR planned_version <> plan_version"),
+            sqlite_where=text("planned_version IS NULL OR planned_version <> plan_version"),
+        ),
+        Index("ix_participants_planned_settings", "planned_settings"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -46,6 +55,9 @@ class Participant(Base):
     # Bumped whenever something the plan depends on changes (release date, zone, status);
     # planned contacts of an older version are superseded and never sent.
     plan_version: Mapped[int] = mapped_column(server_default="1")
+    # The plan_version and program-settings digest the planner last materialised (scheduler/plan.py).
+    planned_version: Mapped[int | None]
+    planned_settings: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -56,7 +68,8 @@ class Participant(Base):
 
     @property
     def label(self) -> str:
-        """Neutral label for staff pages: first name and the last two digits of the id."""
+        """Neutral label for staff pages: first name and external id (we keep no last name,
+        so DESIGN.md's "Sam R." becomes "Sam (P-00012)")."""
         return f"{self.first_name} ({self.external_id})"
 
 

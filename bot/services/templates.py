@@ -4,6 +4,7 @@ messages/defaults.py as the fallback, and the context every participant message 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,8 +13,19 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.models import Appointment, Participant, Template, TemplateVersion, User
-from messages.defaults import default_templates
-from messages.render import allowed_placeholders_for, render_template
+from bot.services.audit import record
+from messages.defaults import default_templates, template_keys
+from messages.defaults import describe_key as default_describe_key
+from messages.render import (
+    MAX_BODY_CHARS,
+    TemplateError,
+    allowed_placeholders_for,
+    render_template,
+    sample_context,
+    validate_template,
+)
+from messages.segments import count_segments
+from messages.sensitive import find_sensitive_terms
 
 _MONTHS_ES = [
     "enero",
@@ -111,3 +123,287 @@ def seed_default_templates(session: Session, now: datetime) -> int:
         )
         added += 1
     return added
+
+
+# ---------------------------------------------------------------------------------------------
+# Editing (coordinators): Coordinators edit message templates: list, preview, save (every save a version), restore.
+#
+# A template is data a coordinator writes, so it is checked before it is stored: only plain
+# `{{ placeholder }}` of the names allowed for its key (messages/render.py), at most 1,600
+# characters. A refusal carries the reason and the line and column, for the editor to point at.
+# Every save and restore adds a TemplateVersion (who, when) and an audit row; a restore is a new
+# version with the old text, so history only grows.
+
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
+
+
+class TemplateRefused(ValueError):
+    """A body that cannot be saved, with the reason and (when known) where."""
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        self.column = column
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(f"{where}{reason}")
+
+    def as_json(self) -> dict[str, object]:
+        return {"reason": self.reason, "line": self.line, "column": self.column}
+
+
+def describe_key(key: str) -> str:
+    """What a template is for, in plain language (the shipped catalogue's words)."""
+    try:
+        return default_describe_key(key)
+    except (KeyError, ValueError, IndexError):
+        return key
+
+
+def position_of(body: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character `index` of `body`."""
+    before = body[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
+
+
+def check_body(key: str, body: str) -> None:
+    """Raise TemplateRefused unless `body` may be stored for `key`."""
+    if len(body) > MAX_BODY_CHARS:
+        line, column = position_of(body, MAX_BODY_CHARS)
+        raise TemplateRefused(
+            f"the message is {len(body)} characters; the limit is {MAX_BODY_CHARS} "
+            f"(shorten it from here on)",
+            line,
+            column,
+        )
+    try:
+        validate_template(body, allowed_placeholders_for(key))
+    except TemplateError as exc:
+        raise TemplateRefused(exc.reason, exc.line, exc.column) from None
+
+
+@dataclass(frozen=True)
+class Preview:
+    text: str | None
+    error: TemplateRefused | None
+    encoding: str | None
+    characters: int
+    segments: int
+    non_gsm_chars: tuple[str, ...]
+    sensitive_terms: list[str]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.error is None,
+            "text": self.text,
+            "error": self.error.as_json() if self.error else None,
+            "encoding": self.encoding,
+            "characters": self.characters,
+            "segments": self.segments,
+            "non_gsm_chars": list(self.non_gsm_chars),
+            "sensitive_terms": self.sensitive_terms,
+        }
+
+
+def preview(key: str, language: str, body: str) -> Preview:
+    """The body rendered for a sample participant, its SMS cost, and any sensitive word.
+
+    Sensitive words are looked for in the template as written (a coordinator's own words), not
+    in the sample names, so a warning always points at something the coordinator can change.
+    """
+    sensitive = find_sensitive_terms(body)
+    try:
+        check_body(key, body)
+        text = render_template(body, sample_context(language), allowed_placeholders_for(key))
+    except TemplateRefused as exc:
+        return Preview(None, exc, None, len(body), 0, (), sensitive)
+    except TemplateError as exc:
+        refused = TemplateRefused(exc.reason, exc.line, exc.column)
+        return Preview(None, refused, None, len(body), 0, (), sensitive)
+    count = count_segments(text)
+    return Preview(
+        text, None, count.encoding, len(text), count.segments, count.non_gsm_chars, sensitive
+    )
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    id: int
+    key: str
+    language: str
+    language_name: str
+    description: str
+    body: str
+    version: int
+    updated_at: datetime
+    updated_by: str | None
+
+
+def _sort_key(key: str) -> tuple[int, str]:
+    """The shipped catalogue's order: welcome, check-ins, reminders by kind and offset, replies."""
+    order = template_keys()
+    return (order.index(key) if key in order else len(order), key)
+
+
+def list_templates(session: Session) -> list[TemplateRow]:
+    """Every stored template, by key then language, with who last changed it."""
+    rows = session.execute(
+        select(Template, User.name).outerjoin(User, User.id == Template.updated_by_id)
+    ).all()
+    result = [
+        TemplateRow(
+            id=t.id,
+            key=t.key,
+            language=t.language,
+            language_name=LANGUAGE_NAMES.get(t.language, t.language),
+            description=describe_key(t.key),
+            body=t.body,
+            version=t.version,
+            updated_at=t.updated_at,
+            updated_by=name,
+        )
+        for t, name in rows
+    ]
+    result.sort(key=lambda r: (_sort_key(r.key), r.language != "en", r.language))
+    return result
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: int
+    body: str
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+    current: bool
+
+
+def list_versions(session: Session, template: Template) -> list[VersionRow]:
+    """The template's versions, newest first."""
+    rows = session.execute(
+        select(TemplateVersion, User.name)
+        .outerjoin(User, User.id == TemplateVersion.created_by_id)
+        .where(TemplateVersion.template_id == template.id)
+        .order_by(TemplateVersion.version.desc())
+    ).all()
+    return [
+        VersionRow(
+            version=v.version,
+            body=v.body,
+            created_at=v.created_at,
+            created_by=name,
+            note=v.note,
+            current=v.version == template.version,
+        )
+        for v, name in rows
+    ]
+
+
+def _new_version(
+    session: Session,
+    template: Template,
+    body: str,
+    *,
+    user_id: int | None,
+    now: datetime,
+    note: str,
+    action: str,
+    actor: str,
+) -> TemplateVersion:
+    latest = session.scalar(
+        select(TemplateVersion.version)
+        .where(TemplateVersion.template_id == template.id)
+        .order_by(TemplateVersion.version.desc())
+        .limit(1)
+    )
+    number = max(latest or 0, template.version) + 1
+    previous = template.version
+    version = TemplateVersion(
+        template_id=template.id,
+        version=number,
+        body=body,
+        created_at=now,
+        created_by_id=user_id,
+        note=note,
+    )
+    session.add(version)
+    template.body = body
+    template.version = number
+    template.updated_at = now
+    template.updated_by_id = user_id
+    # The audit row names the template and versions, never the body (bodies stay out of logs).
+    record(
+        session,
+        now=now,
+        action=action,
+        actor=actor,
+        user_id=user_id,
+        detail={
+            "template_id": template.id,
+            "key": template.key,
+            "language": template.language,
+            "from_version": previous,
+            "to_version": number,
+        },
+    )
+    session.flush()
+    return version
+
+
+def save_template(
+    session: Session,
+    template: Template,
+    body: str,
+    *,
+    user_id: int | None,
+    now: datetime,
+    actor: str = "dashboard",
+) -> TemplateVersion | None:
+    """Check and store a new body as a new version; None when the text did not change."""
+    body = body.replace("\r\n", "\n").strip()
+    check_body(template.key, body)
+    if body == template.body:
+        return None
+    return _new_version(
+        session,
+        template,
+        body,
+        user_id=user_id,
+        now=now,
+        note="edited",
+        action="template.save",
+        actor=actor,
+    )
+
+
+def restore_version(
+    session: Session,
+    template: Template,
+    version: int,
+    *,
+    user_id: int | None,
+    now: datetime,
+    actor: str = "dashboard",
+) -> TemplateVersion:
+    """Make an earlier version's text current again, as a new version (history only grows).
+
+    The old text is checked again: the allow-list may have changed since it was written.
+    """
+    old = session.scalars(
+        select(TemplateVersion).where(
+            TemplateVersion.template_id == template.id, TemplateVersion.version == version
+        )
+    ).first()
+    if old is None:
+        raise LookupError(f"template {template.id} has no version {version}")
+    check_body(template.key, old.body)
+    return _new_version(
+        session,
+        template,
+        old.body,
+        user_id=user_id,
+        now=now,
+        note=f"restored version {version}",
+        action="template.restore",
+        actor=actor,
+    )

@@ -12,7 +12,19 @@ from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
 
-from . import health
+from . import (
+    admin,
+    auth,
+    flags,
+    health,
+    message_templates,
+    participants,
+    program_settings,
+    queue,
+    reports,
+    simulator,
+    webhook,
+)
 from .context import AppState, close_db
 
 
@@ -42,4 +54,12 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     )
     app.teardown_appcontext(close_db)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhook.bp)
+    auth.init_app(app)
+    app.register_blueprint(queue.bp)
+    app.register_blueprint(participants.bp)
+    app.register_blueprint(flags.bp)
+    app.register_blueprint(admin.bp)
+    for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
+        app.register_blueprint(coordinator_bp)
     return app

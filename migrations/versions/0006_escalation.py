@@ -1,7 +1,7 @@
 """escalation: appointment version on expectations, sent-message index for the sweep
 
 Revision ID: 0006_escalation
-Revises: 0001
+Revises: 0005_scheduler
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_escalation"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0005_scheduler"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

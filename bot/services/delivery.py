@@ -1,0 +1,158 @@
+"""Twilio status callbacks: move an outbound message's status forward, never back.
+
+Callbacks arrive out of order and more than once (a `sent` after a `delivered` is normal), and
+for messages this database does not know (another app on the same account, or a row deleted
+since). Each callback is one conditional UPDATE that only applies when the new status ranks
+above the stored one, so two callbacks at once cannot move a message backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.log import log_event, mask_phone
+from bot.models import OutboundMessage, Participant
+from bot.services.flags import raise_flag
+from bot.services.inbound import opt_out
+from bot.services.settings import get_setting
+
+log = logging.getLogger(__name__)
+
+# Twilio's MessageStatus values mapped onto ours. `read` (WhatsApp) is as good as delivered;
+# Twilio's own `sending` says no more than our `queued`.
+_TWILIO_STATUS = {
+    "accepted": "queued",
+    "scheduled": "queued",
+    "queued": "queued",
+    "sending": "queued",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+# How far along each status is. The three outcomes share the top rank: once one is known a
+# later callback does not replace it. `unknown` (our send timed out) ranks with `sending`, so
+# any callback resolves it.
+RANK = {
+    "pending": 0,
+    "cancelled": 0,
+    "sending": 1,
+    "unknown": 1,
+    "queued": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+}
+# The recipient has replied STOP to the carrier: texting them again is not allowed.
+UNSUBSCRIBED_CODE = 21610
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    known: bool
+    moved: bool
+    status: str | None = None
+
+
+def _parse_code(raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return None
+
+
+def apply_status(
+    session: Session,
+    *,
+    provider_sid: str,
+    twilio_status: str,
+    error_code: str | None,
+    now: datetime,
+    error_message: str | None = None,
+) -> StatusOutcome:
+    """Apply one status callback. Unknown SIDs and statuses are ignored (the webhook still
+    answers 200, or Twilio would retry)."""
+    message = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.provider_sid == provider_sid)
+    ).first()
+    if message is None:
+        log_event(log, "status.unknown_sid", sid=provider_sid, status=twilio_status)
+        return StatusOutcome(known=False, moved=False)
+    new_status = _TWILIO_STATUS.get(twilio_status.strip().lower())
+    if new_status is None:
+        log_event(log, "status.unknown_status", sid=provider_sid, status=twilio_status[:40])
+        return StatusOutcome(known=True, moved=False, status=message.status)
+    code = _parse_code(error_code)
+    behind = [status for status, rank in RANK.items() if rank < RANK[new_status]]
+    values: dict[str, object] = {"status": new_status, "status_updated_at": now}
+    if code is not None:
+        values["error_code"] = code
+        if error_message:
+            values["error_message"] = error_message[:255]
+    result = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == message.id, OutboundMessage.status.in_(behind))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = bool(getattr(result, "rowcount", 0))
+    code_is_new = moved and code is not None
+    if not moved and code is not None and message.error_code is None:
+        # A late callback that carries the error code still tells us why it failed.
+        late = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message.id, OutboundMessage.error_code.is_(None))
+            .values(error_code=code)
+            .execution_options(synchronize_session=False)
+        )
+        code_is_new = bool(getattr(late, "rowcount", 0))
+    session.refresh(message)
+    log_event(
+        log,
+        "status.applied" if moved else "status.stale",
+        sid=provider_sid,
+        status=twilio_status,
+        stored=message.status,
+        error_code=code,
+        to=mask_phone(message.to_address),
+    )
+    # Acting once per message: a repeated callback does not count a second failure.
+    if code is not None and code_is_new and message.participant_id is not None:
+        _act_on_error(session, message, code, now=now)
+    return StatusOutcome(known=True, moved=moved, status=message.status)
+
+
+def _act_on_error(session: Session, message: OutboundMessage, code: int, *, now: datetime) -> None:
+    participant = session.get(Participant, message.participant_id)
+    if participant is None:
+        return
+    if code == UNSUBSCRIBED_CODE:
+        opt_out(
+            session,
+            participant,
+            now=now,
+            method="carrier_21610",
+            wording=None,
+            actor="carrier",
+        )
+        return
+    failed_codes = {int(c) for c in get_setting(session, "escalation")["delivery_failed_codes"]}
+    if code in failed_codes:
+        raise_flag(
+            session,
+            reason="delivery_failed",
+            severity="high",
+            now=now,
+            participant_id=participant.id,
+            detail={"error_code": code, "outbound_message_id": message.id},
+        )

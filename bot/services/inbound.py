@@ -1,0 +1,653 @@
+"""Inbound texts: store first (exactly once per MessageSid), then understand and act.
+
+The webhook (bot/web/webhook.py) hands a parsed form to `receive`, which
+
+1. commits the raw message in its own transaction, deduplicated by MessageSid with
+   INSERT ... ON CONFLICT DO NOTHING, so a Twilio retry, or two identical requests at the same
+   moment, store one row and only the request that stored it goes on to act;
+2. processes it in a second transaction: crisis words first, then keywords (STOP, START, HELP,
+   YES/NO), then an ordinary reply; and
+3. returns the text to answer with in the same HTTP response (TwiML), or None for `<Response/>`.
+
+Every reply given in TwiML is also recorded as an outbox row with status `sent` (idempotency key
+`reply:<MessageSid>`) so that the conversation view shows it; it is never sent again by the
+worker. If processing fails, the message stays stored with processing_state `failed` for a
+coach to read, and the caller still answers valid TwiML.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Config
+from bot.db import session_scope
+from bot.log import log_event, mask_phone
+from bot.models import (
+    Appointment,
+    ConsentEvent,
+    Expectation,
+    Flag,
+    InboundMessage,
+    OutboundMessage,
+    Participant,
+    PlannedContact,
+)
+from bot.phones import PhoneError, normalize_phone, split_channel_address
+from bot.services import audit
+from bot.services.flags import raise_flag, resolve_flag
+from bot.services.outbox import enqueue
+from bot.services.paging import start_ladder
+from bot.services.templates import participant_context, render_message
+from messages.crisis import detect_crisis
+from messages.defaults import default_templates
+from messages.keywords import Intent, classify_keyword
+from messages.render import TemplateError, allowed_placeholders_for, render_template
+
+log = logging.getLogger(__name__)
+
+# Where the escalation issue puts "a reply satisfies the person's pending expectations".
+_REPLY_HOOK_MODULE = "bot.services.expectations"
+# Outbox statuses of a reminder that never left: a reply cannot be an answer to it.
+_NOT_SENT = ("pending", "cancelled")
+# An unknown number that keeps texting gets the polite answer at most this often.
+UNKNOWN_SENDER_REPLY_EVERY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class InboundForm:
+    """What the webhook parsed out of Twilio's form (already checked and cleaned)."""
+
+    message_sid: str
+    from_address: str
+    to_address: str
+    body: str
+    num_media: int
+    # The whole form, a list of values per key, as Twilio posted it (media URLs included).
+    raw_form: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboundOutcome:
+    # The text to answer with in TwiML, or None for an empty <Response/>.
+    reply: str | None
+    message_id: int | None = None
+    duplicate: bool = False
+    failed: bool = False
+    intent: str | None = None
+
+
+# --- matching -----------------------------------------------------------------------------------
+
+
+def find_participant(session: Session, from_address: str) -> Participant | None:
+    """The participant texting from `from_address`: `+1...` and `whatsapp:+1...` are the same
+    person (matched by E.164 phone)."""
+    _channel, phone = split_channel_address(from_address)
+    if not phone.startswith("+"):
+        try:
+            phone = normalize_phone(phone)
+        except PhoneError:
+            return None
+    return session.scalars(select(Participant).where(Participant.phone == phone)).first()
+
+
+# --- storing ------------------------------------------------------------------------------------
+
+
+def store(session: Session, form: InboundForm, *, now: datetime) -> int | None:
+    """Insert the raw message unless its MessageSid is already stored. Returns the new row's id,
+    or None for a duplicate. The database decides (unique index + ON CONFLICT DO NOTHING), so two
+    requests at the same moment cannot both win."""
+    participant = find_participant(session, form.from_address)
+    channel, _phone = split_channel_address(form.from_address)
+    values: dict[str, Any] = {
+        "message_sid": form.message_sid,
+        "from_address": form.from_address,
+        "to_address": form.to_address,
+        "channel": channel,
+        "body": form.body,
+        "num_media": form.num_media,
+        "raw_form": form.raw_form,
+        "participant_id": participant.id if participant else None,
+        "received_at": now,
+        "processing_state": "received",
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(InboundMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["message_sid"])
+        .returning(InboundMessage.id)
+    )
+    new_id: int | None = session.execute(statement).scalar_one_or_none()
+    return new_id
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def _render(session: Session, key: str, language: str, context: dict[str, str]) -> str:
+    """The current template, or the shipped default if the stored one cannot be rendered: a
+    crisis or opt-out reply must go out even if a coordinator's edit is broken."""
+    try:
+        return render_message(session, key, language, context)
+    except TemplateError:
+        log_event(log, "template.fallback_to_default", level=logging.ERROR, key=key, lang=language)
+        defaults = default_templates()
+        body = defaults.get((key, language), defaults[(key, "en")])
+        return render_template(body, context, allowed=allowed_placeholders_for(key))
+
+
+def _anonymous_context(config: Config) -> dict[str, str]:
+    """For a number that is not enrolled: only the program's facts."""
+    return {
+        "first_name": "",
+        "coach_first_name": "",
+        "program_name": config.program_name,
+        "program_phone": config.program_phone,
+    }
+
+
+def _record_reply(
+    session: Session,
+    message: InboundMessage,
+    body: str,
+    *,
+    purpose: str,
+    participant_id: int | None,
+    now: datetime,
+) -> OutboundMessage:
+    """Record the TwiML reply in the outbox as already sent, so the conversation shows it and
+    the worker never sends it again."""
+    row = enqueue(
+        session,
+        idempotency_key=f"reply:{message.message_sid}",
+        purpose=purpose,
+        channel=message.channel,
+        to_address=message.from_address,
+        body=body,
+        now=now,
+        participant_id=participant_id,
+        ignore_quiet_hours=True,
+    ).message
+    row.status = "sent"
+    row.sent_at = now
+    row.status_updated_at = now
+    return row
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+def opt_out(
+    session: Session,
+    participant: Participant,
+    *,
+    now: datetime,
+    method: str,
+    wording: str | None,
+    actor: str = "participant",
+) -> bool:
+    """Record an opt-out and stop everything that would text this person: planned contacts and
+    pending outbox rows are cancelled, pending expectations too, and an `opted_out` info flag
+    tells the coach. Returns False when the person had already opted out."""
+    if participant.status == "opted_out":
+        return False
+    previous = participant.status
+    participant.status = "opted_out"
+    participant.opted_out_at = now
+    participant.updated_at = now
+    session.add(
+        ConsentEvent(
+            participant_id=participant.id, kind="opt_out", at=now, method=method, wording=wording
+        )
+    )
+    contacts = session.execute(
+        update(PlannedContact)
+        .where(
+            PlannedContact.participant_id == participant.id,
+            PlannedContact.state.in_(("planned", "queued")),
+        )
+        .values(state="cancelled", state_reason="opted_out", decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    outbox = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.participant_id == participant.id,
+            OutboundMessage.status == "pending",
+        )
+        .values(status="cancelled", error_message="opted out", status_updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    expectations = session.execute(
+        update(Expectation)
+        .where(Expectation.participant_id == participant.id, Expectation.state == "pending")
+        .values(state="cancelled", resolved_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    raise_flag(
+        session,
+        reason="opted_out",
+        severity="info",
+        now=now,
+        participant_id=participant.id,
+        detail={"method": method},
+    )
+    audit.record(
+        session,
+        now=now,
+        action="participant.opted_out",
+        actor=actor,
+        participant_id=participant.id,
+        detail={
+            "method": method,
+            "previous_status": previous,
+            "contacts_cancelled": _rowcount(contacts),
+            "outbox_cancelled": _rowcount(outbox),
+            "expectations_cancelled": _rowcount(expectations),
+        },
+    )
+    log_event(
+        log,
+        "participant.opted_out",
+        participant_id=participant.id,
+        method=method,
+        phone=mask_phone(participant.phone),
+    )
+    return True
+
+
+def _rowcount(result: Any) -> int:
+    count: int = getattr(result, "rowcount", 0) or 0
+    return count
+
+
+def opt_in(
+    session: Session, participant: Participant, *, now: datetime, method: str, wording: str | None
+) -> bool:
+    """START after STOP: active again, a new plan version (so the planner plans afresh rather
+    than reviving cancelled contacts), and the `opted_out` flag resolved. False when the person
+    was not opted out (START from someone active or paused changes nothing)."""
+    if participant.status != "opted_out":
+        return False
+    participant.status = "active"
+    participant.opted_out_at = None
+    participant.plan_version += 1
+    participant.updated_at = now
+    session.add(
+        ConsentEvent(
+            participant_id=participant.id, kind="opt_in", at=now, method=method, wording=wording
+        )
+    )
+    open_flag = session.scalars(
+        select(Flag).where(
+            Flag.participant_id == participant.id,
+            Flag.reason == "opted_out",
+            Flag.state != "resolved",
+        )
+    ).first()
+    if open_flag is not None:
+        resolve_flag(
+            session,
+            open_flag,
+            outcome="no_action_needed",
+            note="Opted back in by text.",
+            now=now,
+            user_id=None,
+            automatic=True,
+        )
+    audit.record(
+        session,
+        now=now,
+        action="participant.opted_in",
+        actor="participant",
+        participant_id=participant.id,
+        detail={"method": method},
+    )
+    log_event(log, "participant.opted_in", participant_id=participant.id, method=method)
+    return True
+
+
+# --- appointments -------------------------------------------------------------------------------
+
+
+def reminded_appointment(
+    session: Session, participant: Participant, now: datetime
+) -> Appointment | None:
+    """The nearest upcoming appointment this person has been reminded of: a YES or NO is read
+    as the answer to that reminder."""
+    reminded = (
+        exists()
+        .where(
+            PlannedContact.appointment_id == Appointment.id,
+            OutboundMessage.planned_contact_id == PlannedContact.id,
+            OutboundMessage.purpose == "reminder",
+            OutboundMessage.status.not_in(_NOT_SENT),
+        )
+        .correlate(Appointment)
+    )
+    return session.scalars(
+        select(Appointment)
+        .where(
+            Appointment.participant_id == participant.id,
+            Appointment.starts_at > now,
+            Appointment.status != "cancelled",
+            reminded,
+        )
+        .order_by(Appointment.starts_at, Appointment.id)
+        .limit(1)
+    ).first()
+
+
+def _answer_appointment(
+    session: Session,
+    participant: Participant,
+    appointment: Appointment,
+    *,
+    confirmed: bool,
+    now: datetime,
+    message: InboundMessage,
+) -> None:
+    appointment.status = "confirmed" if confirmed else "declined"
+    appointment.responded_at = now
+    appointment.updated_at = now
+    # Any answer, yes or no, is what a "confirm by" expectation waits for.
+    session.execute(
+        update(Expectation)
+        .where(
+            Expectation.appointment_id == appointment.id,
+            Expectation.kind == "confirm",
+            Expectation.state == "pending",
+        )
+        .values(state="satisfied", resolved_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not confirmed:
+        raise_flag(
+            session,
+            reason="appointment_declined",
+            severity="normal",
+            now=now,
+            participant_id=participant.id,
+            detail={"appointment_id": appointment.id, "inbound_message_id": message.id},
+        )
+
+
+def _notify_reply(session: Session, participant: Participant, now: datetime) -> None:
+    """Let the escalation rules know the person answered (satisfies pending expectations and
+    resolves `no_reply`). The hook lives in bot/services/expectations.py (issue 6)."""
+    try:
+        module = importlib.import_module(_REPLY_HOOK_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _REPLY_HOOK_MODULE:
+            raise
+        return
+    module.on_participant_reply(session, participant, now)
+
+
+# --- processing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Reply:
+    body: str | None = None
+    purpose: str = "reply"
+
+
+def _crisis(
+    session: Session,
+    message: InboundMessage,
+    participant: Participant | None,
+    *,
+    categories: frozenset[str],
+    stop: bool,
+    now: datetime,
+    config: Config,
+) -> _Reply:
+    detail = {"categories": sorted(categories), "inbound_message_id": message.id}
+    if participant is None:
+        outcome = raise_flag(
+            session,
+            reason="crisis",
+            severity="urgent",
+            now=now,
+            sender_address=message.from_address,
+            detail=detail,
+        )
+    else:
+        outcome = raise_flag(
+            session,
+            reason="crisis",
+            severity="urgent",
+            now=now,
+            participant_id=participant.id,
+            detail=detail,
+        )
+    flag = outcome.flag
+    if outcome.created or (flag.state == "open" and flag.ladder_step == 0):
+        start_ladder(session, flag, now, config)
+    if participant is None:
+        # Not enrolled: no name or coach to speak of; the HELP text names the program's line
+        # and 988, and a coordinator is paged.
+        return _Reply(_render(session, "help", "en", _anonymous_context(config)))
+    was_opted_out = participant.status == "opted_out"
+    if stop:
+        opt_out(
+            session, participant, now=now, method=f"{message.channel}_keyword", wording=message.body
+        )
+    _notify_reply(session, participant, now)
+    if was_opted_out:
+        # The law: no texts to a number that sent STOP and not START. The coach is paged.
+        return _Reply(None)
+    context = participant_context(session, participant, config)
+    return _Reply(_render(session, "crisis", participant.language, context), "crisis_reply")
+
+
+def _unknown_sender(
+    session: Session,
+    message: InboundMessage,
+    intent: Intent,
+    *,
+    carrier: bool,
+    now: datetime,
+    config: Config,
+) -> _Reply:
+    if carrier:
+        # STOP/START from a number we do not know: the carrier answers; nothing for a coach.
+        return _Reply(None)
+    raise_flag(
+        session,
+        reason="unknown_sender",
+        severity="normal",
+        now=now,
+        sender_address=message.from_address,
+        detail={"inbound_message_id": message.id},
+    )
+    recently = session.scalars(
+        select(OutboundMessage.id).where(
+            OutboundMessage.to_address == message.from_address,
+            OutboundMessage.participant_id.is_(None),
+            OutboundMessage.user_id.is_(None),
+            OutboundMessage.created_at > now - UNKNOWN_SENDER_REPLY_EVERY,
+        )
+    ).first()
+    if recently is not None:
+        # One polite answer a day is enough; a coordinator sees every message on the flag.
+        return _Reply(None)
+    # HELP is answered with the program's facts, 988 and how to stop, whoever asks.
+    key = "help" if intent is Intent.HELP else "unknown_sender"
+    return _Reply(_render(session, key, "en", _anonymous_context(config)))
+
+
+def _participant_keyword(
+    session: Session,
+    message: InboundMessage,
+    participant: Participant,
+    intent: Intent,
+    *,
+    carrier: bool,
+    now: datetime,
+    config: Config,
+) -> _Reply:
+    method = f"{message.channel}_keyword"
+    language = participant.language
+    if intent is Intent.STOP:
+        changed = opt_out(session, participant, now=now, method=method, wording=message.body)
+        if carrier or not changed:
+            # Twilio confirms its own keywords; an opted-out number gets nothing more.
+            return _Reply(None)
+        context = participant_context(session, participant, config)
+        return _Reply(_render(session, "opt_out_confirm", language, context))
+    if intent is Intent.START:
+        opt_in(session, participant, now=now, method=method, wording=message.body)
+        _notify_reply(session, participant, now)
+        if carrier:
+            return _Reply(None)
+        context = participant_context(session, participant, config)
+        return _Reply(_render(session, "opt_in_confirm", language, context))
+    opted_out = participant.status == "opted_out"
+    if not opted_out:
+        _notify_reply(session, participant, now)
+    if intent is Intent.HELP:
+        if opted_out:
+            return _Reply(None)
+        context = participant_context(session, participant, config)
+        return _Reply(_render(session, "help", language, context))
+    if intent in (Intent.YES, Intent.NO):
+        appointment = reminded_appointment(session, participant, now)
+        if appointment is None:
+            return _Reply(None)
+        confirmed = intent is Intent.YES
+        _answer_appointment(
+            session, participant, appointment, confirmed=confirmed, now=now, message=message
+        )
+        if opted_out:
+            return _Reply(None)
+        context = participant_context(session, participant, config, appointment)
+        key = "confirm_ack" if confirmed else "decline_ack"
+        return _Reply(_render(session, key, language, context))
+    return _Reply(None)
+
+
+def process(
+    session: Session, message: InboundMessage, *, now: datetime, config: Config
+) -> str | None:
+    """Understand one stored message and act on it; returns the reply text or None."""
+    participant = (
+        session.get(Participant, message.participant_id)
+        if message.participant_id is not None
+        else None
+    )
+    # Twilio's Advanced Opt-Out answers its keywords on SMS only; on WhatsApp we answer.
+    keyword = classify_keyword(message.body)
+    carrier = keyword.carrier_handled and message.channel == "sms"
+    crisis = detect_crisis(message.body)
+    if crisis.is_crisis:
+        intent = "crisis"
+        reply = _crisis(
+            session,
+            message,
+            participant,
+            categories=crisis.categories,
+            stop=keyword.intent is Intent.STOP,
+            now=now,
+            config=config,
+        )
+    elif participant is None:
+        intent = keyword.intent.value
+        reply = _unknown_sender(
+            session, message, keyword.intent, carrier=carrier, now=now, config=config
+        )
+    else:
+        intent = keyword.intent.value
+        reply = _participant_keyword(
+            session, message, participant, keyword.intent, carrier=carrier, now=now, config=config
+        )
+    if reply.body is not None:
+        _record_reply(
+            session,
+            message,
+            reply.body,
+            purpose=reply.purpose if participant is not None else "reply",
+            participant_id=participant.id if participant is not None else None,
+            now=now,
+        )
+    message.intent = intent
+    message.processing_state = "processed"
+    message.processed_at = now
+    log_event(
+        log,
+        "inbound.processed",
+        sid=message.message_sid,
+        sender=mask_phone(message.from_address),
+        participant_id=message.participant_id,
+        intent=intent,
+        crisis_rules=list(crisis.matched),
+        replied=reply.body is not None,
+    )
+    return reply.body
+
+
+def _stored_reply(session: Session, message_sid: str) -> str | None:
+    return session.scalars(
+        select(OutboundMessage.body).where(
+            OutboundMessage.idempotency_key == f"reply:{message_sid}"
+        )
+    ).first()
+
+
+def receive(
+    sessions: sessionmaker[Session], form: InboundForm, *, now: datetime, config: Config
+) -> InboundOutcome:
+    """Store, then process; never raises for a processing failure (the message stays stored).
+
+    A duplicate MessageSid changes nothing and answers with the reply recorded for the
+    original, if any: Twilio only retries when it did not get our answer, so the person has
+    not seen it yet.
+    """
+    with session_scope(sessions) as session:
+        message_id = store(session, form, now=now)
+    if message_id is None:
+        with sessions() as session:
+            reply = _stored_reply(session, form.message_sid)
+        log_event(
+            log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
+        )
+        return InboundOutcome(reply=reply, duplicate=True)
+    try:
+        with session_scope(sessions) as session:
+            message = session.get_one(InboundMessage, message_id)
+            reply = process(session, message, now=now, config=config)
+            intent = message.intent
+    except Exception as exc:
+        # Only the exception's class: its text may quote SQL parameters, i.e. the body.
+        log_event(
+            log,
+            "inbound.processing_failed",
+            level=logging.ERROR,
+            sid=form.message_sid,
+            sender=mask_phone(form.from_address),
+            error=type(exc).__name__,
+        )
+        with session_scope(sessions) as session:
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == message_id)
+                .values(
+                    processing_state="failed",
+                    processing_error=type(exc).__name__[:255],
+                    processed_at=now,
+                )
+            )
+        return InboundOutcome(reply=None, message_id=message_id, failed=True)
+    return InboundOutcome(reply=reply, message_id=message_id, intent=intent)

@@ -1,0 +1,281 @@
+"""The flagged queue: unresolved flags in the viewer's caseload, urgent first, then high, then
+oldest; each with the last message of the conversation, and counts by reason.
+
+Built for the coach's home page and the JSON endpoint it polls; all filtering is in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session
+
+from bot.models import Flag, InboundMessage, OutboundMessage, Participant
+from bot.services.caseload import Viewer, caseload_clause, sees_everyone
+from bot.services.flags import SEVERITY_ORDER
+
+QUEUE_LIMIT = 200
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+PREVIEW_CHARS = 140
+
+REASON_LABELS = {
+    "crisis": "Crisis words in a message",
+    "no_reply": "No reply to a check-in",
+    "unconfirmed_appointment": "Appointment not confirmed",
+    "appointment_declined": "Can't make an appointment",
+    "delivery_failed": "Text could not be delivered",
+    "delivery_unknown": "Not sure a text was delivered",
+    "opted_out": "Opted out of texts",
+    "unknown_sender": "Text from an unknown number",
+}
+
+
+def reason_label(reason: str) -> str:
+    return REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class Last:
+    """The last message one way: its body and when."""
+
+    body: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    flag_id: int
+    participant_id: int | None
+    label: str
+    reason: str
+    severity: str
+    state: str
+    occurrences: int
+    opened_at: datetime
+    preview: str | None
+    preview_direction: str | None  # "in" or "out"
+    preview_at: datetime | None
+
+    @property
+    def reason_label(self) -> str:
+        return reason_label(self.reason)
+
+    @property
+    def url(self) -> str:
+        if self.participant_id is not None:
+            return f"/participants/{self.participant_id}#flag-{self.flag_id}"
+        return f"/flags/{self.flag_id}"
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "flag_id": self.flag_id,
+            "participant_id": self.participant_id,
+            "label": self.label,
+            "reason": self.reason,
+            "reason_label": self.reason_label,
+            "severity": self.severity,
+            "state": self.state,
+            "occurrences": self.occurrences,
+            "opened_at": _iso(self.opened_at),
+            "age": time_since(self.opened_at, now),
+            "preview": self.preview,
+            "preview_direction": self.preview_direction,
+            "preview_at": _iso(self.preview_at) if self.preview_at else None,
+            "url": self.url,
+            "flag_url": f"/flags/{self.flag_id}",
+        }
+
+
+@dataclass(frozen=True)
+class Queue:
+    items: list[QueueItem]
+    total: int
+    counts: dict[str, int]
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "shown": len(self.items),
+            "counts": [
+                {"reason": reason, "label": reason_label(reason), "count": count}
+                for reason, count in self.counts.items()
+            ],
+            "items": [item.as_json(now) for item in self.items],
+            "generated_at": _iso(now),
+        }
+
+
+def _iso(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def time_since(then: datetime, now: datetime) -> str:
+    """Plain-language age: "just now", "12 min", "3 h", "2 days"."""
+    seconds = max(int((now - then).total_seconds()), 0)
+    if seconds < 60:
+        return "just now"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    if hours < 24:
+        return f"{hours} h ago"
+    days = hours // 24
+    return "1 day ago" if days == 1 else f"{days} days ago"
+
+
+def _preview(body: str) -> str:
+    text = " ".join(body.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) -> Queue:
+    # The page of flag ids first, sorted and limited without touching participants when the
+    # viewer sees everyone (a join before the sort would read all 100,000 of them); then the
+    # names for just that page.
+    caseload = None if sees_everyone(viewer) else caseload_clause(viewer, session)
+    page_ids = list(
+        session.scalars(
+            _visible_unresolved(select(Flag.id), caseload)
+            .order_by(SEVERITY_ORDER, Flag.opened_at, Flag.id)
+            .limit(limit)
+        )
+    )
+    position = {flag_id: n for n, flag_id in enumerate(page_ids)}
+    rows = sorted(
+        session.execute(
+            select(Flag, Participant.first_name, Participant.external_id)
+            .outerjoin(Participant, Flag.participant_id == Participant.id)
+            .where(Flag.id.in_(page_ids))
+        ).all(),
+        key=lambda row: position[row.Flag.id],
+    )
+    inbound, outbound = _last_messages(
+        session, {r.Flag.participant_id for r in rows if r.Flag.participant_id is not None}
+    )
+    unknown_last = _last_from_unknown_senders(
+        session, [r.Flag.sender_address for r in rows if r.Flag.participant_id is None]
+    )
+
+    items = []
+    for row in rows:
+        flag: Flag = row.Flag
+        preview = direction = None
+        preview_at = None
+        if flag.participant_id is not None:
+            got_in = inbound.get(flag.participant_id)
+            got_out = outbound.get(flag.participant_id)
+            label = f"{row.first_name} ({row.external_id})"
+        else:
+            got_in = unknown_last.get(flag.sender_address or "")
+            got_out = None
+            label = f"Unknown number {_mask(flag.sender_address)}"
+        if got_in is not None and (got_out is None or got_in.at >= got_out.at):
+            preview, direction, preview_at = _preview(got_in.body), "in", got_in.at
+        elif got_out is not None:
+            preview, direction, preview_at = _preview(got_out.body), "out", got_out.at
+        items.append(
+            QueueItem(
+                flag_id=flag.id,
+                participant_id=flag.participant_id,
+                label=label,
+                reason=flag.reason,
+                severity=flag.severity,
+                state=flag.state,
+                occurrences=flag.occurrences,
+                opened_at=flag.opened_at,
+                preview=preview,
+                preview_direction=direction,
+                preview_at=preview_at,
+            )
+        )
+
+    counts_rows = session.execute(
+        _visible_unresolved(select(Flag.reason, func.count()), caseload)
+        .group_by(Flag.reason)
+        .order_by(func.count().desc(), Flag.reason)
+    ).all()
+    counts = {reason: int(count) for reason, count in counts_rows}
+    return Queue(items=items, total=sum(counts.values()), counts=counts)
+
+
+def _visible_unresolved(query: S, caseload: ColumnElement[bool] | None) -> S:
+    """Restrict a query on `Flag` to unresolved flags the viewer may see (caseload in SQL);
+    `caseload` None means everyone (no join with participants needed)."""
+    query = query.where(Flag.state != "resolved")
+    if caseload is None:
+        return query
+    return query.join(Participant, Flag.participant_id == Participant.id).where(caseload)
+
+
+def _last_messages(
+    session: Session, participant_ids: set[int]
+) -> tuple[dict[int, Last], dict[int, Last]]:
+    """The latest inbound and outbound message of each participant, for the page of flags
+    only: one correlated index probe each on (participant_id, received_at) and
+    (participant_id, created_at), whatever the size of the message tables."""
+    if not participant_ids:
+        return {}, {}
+    last_in = (
+        select(InboundMessage.id)
+        .where(InboundMessage.participant_id == Participant.id)
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    last_out = (
+        select(OutboundMessage.id)
+        .where(OutboundMessage.participant_id == Participant.id)
+        .order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pairs = session.execute(
+        select(Participant.id, last_in.label("last_in"), last_out.label("last_out")).where(
+            Participant.id.in_(participant_ids)
+        )
+    ).all()
+    in_ids = [p.last_in for p in pairs if p.last_in is not None]
+    out_ids = [p.last_out for p in pairs if p.last_out is not None]
+    inbound: dict[int, Last] = {}
+    outbound: dict[int, Last] = {}
+    if in_ids:
+        for pid, body, at in session.execute(
+            select(
+                InboundMessage.participant_id, InboundMessage.body, InboundMessage.received_at
+            ).where(InboundMessage.id.in_(in_ids))
+        ):
+            if pid is not None:
+                inbound[pid] = Last(body, at)
+    if out_ids:
+        for pid, body, at in session.execute(
+            select(
+                OutboundMessage.participant_id, OutboundMessage.body, OutboundMessage.created_at
+            ).where(OutboundMessage.id.in_(out_ids))
+        ):
+            if pid is not None:
+                outbound[pid] = Last(body, at)
+    return inbound, outbound
+
+
+def _last_from_unknown_senders(session: Session, addresses: list[str | None]) -> dict[str, Last]:
+    wanted = [a for a in addresses if a]
+    if not wanted:
+        return {}
+    latest: dict[str, Last] = {}
+    for address, body, at in session.execute(
+        select(InboundMessage.from_address, InboundMessage.body, InboundMessage.received_at)
+        .where(InboundMessage.from_address.in_(wanted), InboundMessage.participant_id.is_(None))
+        .order_by(InboundMessage.received_at)
+    ):
+        latest[address] = Last(body, at)
+    return latest
+
+
+def _mask(address: str | None) -> str:
+    from bot.log import mask_phone
+
+    return mask_phone(address)

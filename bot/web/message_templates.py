@@ -1,0 +1,129 @@
+"""Coordinators' message editor: /templates (every key × language) and /templates/<id>
+(edit with the placeholder allow-list beside it, live preview, version history, restore)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bot.models import Template
+from bot.services.templates import (
+    LANGUAGE_NAMES,
+    TemplateRefused,
+    describe_key,
+    list_templates,
+    list_versions,
+    preview,
+    restore_version,
+    save_template,
+)
+from messages.render import MAX_BODY_CHARS, allowed_placeholders_for
+
+from .auth import current_staff, roles_required
+from .context import db, state, utcnow
+
+bp = Blueprint("message_templates", __name__)
+EDITORS = ("coordinator", "admin")
+
+
+def _template(template_id: int) -> Template:
+    template = db().get(Template, template_id)
+    if template is None:
+        abort(404)
+    return template
+
+
+@bp.get("/templates")
+@roles_required(*EDITORS)
+def index() -> str:
+    rows = list_templates(db())
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row.key, []).append(row)
+    return render_template(
+        "message_templates.html",
+        title="Messages",
+        groups=groups,
+        describe_key=describe_key,
+        language_names=LANGUAGE_NAMES,
+    )
+
+
+def _render_editor(
+    template: Template, body: str, error: TemplateRefused | None, status: int
+) -> tuple[str, int]:
+    allowed = allowed_placeholders_for(template.key)
+    return (
+        render_template(
+            "template_edit.html",
+            title=f"{describe_key(template.key)} ({LANGUAGE_NAMES.get(template.language, template.language)})",
+            template=template,
+            body=body,
+            error=error,
+            allowed=allowed,
+            description=describe_key(template.key),
+            language_name=LANGUAGE_NAMES.get(template.language, template.language),
+            versions=list_versions(db(), template),
+            preview=preview(template.key, template.language, body),
+            max_chars=MAX_BODY_CHARS,
+            zone=state().config.program_timezone,
+        ),
+        status,
+    )
+
+
+@bp.get("/templates/<int:template_id>")
+@roles_required(*EDITORS)
+def edit(template_id: int) -> ResponseReturnValue:
+    template = _template(template_id)
+    return _render_editor(template, template.body, None, 200)
+
+
+@bp.post("/templates/<int:template_id>")
+@roles_required(*EDITORS)
+def save(template_id: int) -> ResponseReturnValue:
+    template = _template(template_id)
+    body = request.form.get("body", "")
+    session = db()
+    try:
+        version = save_template(session, template, body, user_id=current_staff().id, now=utcnow())
+    except TemplateRefused as refused:
+        session.rollback()
+        return _render_editor(template, body, refused, 422)
+    session.commit()
+    if version is None:
+        flash("No change: the text is the same as the current version.", "info")
+    else:
+        flash(f"Saved as version {version.version}. The next texts use it.", "success")
+    return redirect(url_for(".edit", template_id=template.id))
+
+
+@bp.post("/templates/<int:template_id>/preview")
+@roles_required(*EDITORS)
+def preview_json(template_id: int) -> ResponseReturnValue:
+    template = _template(template_id)
+    payload = request.get_json(silent=True) or {}
+    body = payload.get("body")
+    if not isinstance(body, str):
+        return jsonify({"error": 'send {"body": "..."}'}), 400
+    return jsonify(preview(template.key, template.language, body).as_json())
+
+
+@bp.post("/templates/<int:template_id>/restore/<int:version>")
+@roles_required(*EDITORS)
+def restore(template_id: int, version: int) -> ResponseReturnValue:
+    template = _template(template_id)
+    session = db()
+    try:
+        new = restore_version(session, template, version, user_id=current_staff().id, now=utcnow())
+    except LookupError:
+        abort(404)
+    except TemplateRefused as refused:
+        session.rollback()
+        flash(f"Version {version} cannot be restored: {refused}", "error")
+        return redirect(url_for(".edit", template_id=template.id))
+    session.commit()
+    flash(f"Restored version {version} as version {new.version}. The next texts use it.", "success")
+    return redirect(url_for(".edit", template_id=template.id))

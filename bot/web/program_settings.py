@@ -1,0 +1,82 @@
+"""/settings: the program's rhythm (cadence, send time, quiet hours) and rules (reply window,
+confirm-by offset, escalation ladder). Saving re-plans future contacts only and says how many
+changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bot.services.settings import all_settings
+from bot.services.settings_editing import (
+    LADDER_STEPS,
+    SettingsInvalid,
+    parse_settings_form,
+    save_settings,
+)
+
+from .auth import current_staff, roles_required
+from .context import db, state, utcnow
+
+bp = Blueprint("program_settings", __name__)
+
+
+def form_values(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The settings as the form shows them."""
+    cadence, quiet, escalation = (
+        settings["cadence"],
+        settings["quiet_hours"],
+        settings["escalation"],
+    )
+    values = {
+        "checkin_days": ", ".join(str(d) for d in cadence["checkin_days"]),
+        "weekly_until_day": str(cadence["weekly_until_day"]),
+        "send_time": cadence["send_time"],
+        "quiet_start": quiet["start"],
+        "quiet_end": quiet["end"],
+        "reply_window_hours": str(escalation["reply_window_hours"]),
+        "confirm_by_hours_before": str(escalation["confirm_by_hours_before"]),
+        "ladder_minutes": str(escalation["ladder_minutes"]),
+    }
+    steps = list(escalation["ladder_steps"])
+    for i in range(1, len(LADDER_STEPS) + 1):
+        values[f"ladder_step_{i}"] = steps[i - 1] if i <= len(steps) else ""
+    return values
+
+
+def _page(values: dict[str, str], errors: dict[str, str], status: int) -> tuple[str, int]:
+    return (
+        render_template(
+            "settings.html",
+            title="Settings",
+            values=values,
+            errors=errors,
+            ladder_steps=LADDER_STEPS,
+        ),
+        status,
+    )
+
+
+@bp.get("/settings")
+@roles_required("coordinator", "admin")
+def show() -> ResponseReturnValue:
+    return _page(form_values(all_settings(db())), {}, 200)
+
+
+@bp.post("/settings")
+@roles_required("coordinator", "admin")
+def save() -> ResponseReturnValue:
+    session = db()
+    form = {key: value for key, value in request.form.items() if key != "csrf_token"}
+    try:
+        new = parse_settings_form(form, all_settings(session))
+    except SettingsInvalid as invalid:
+        return _page(form, invalid.errors, 422)
+    saved = save_settings(
+        session, new, user_id=current_staff().id, now=utcnow(), config=state().config
+    )
+    session.commit()
+    flash(saved.message, "success")
+    return redirect(url_for(".show"))

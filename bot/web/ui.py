@@ -1,0 +1,39 @@
+"""Jinja filters shared by the dashboard pages (plain-language labels, local times)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+from bot.services.queue import reason_label
+
+
+def local_time(instant: datetime | None, zone: str) -> str:
+    """`Mon 2 Mar, 10:05 AM EST` in the given IANA zone; empty for None."""
+    if instant is None:
+        return ""
+    local = instant.astimezone(ZoneInfo(zone))
+    return local.strftime("%a %-d %b, %-I:%M %p %Z")
+
+
+def local_date(instant: datetime | None, zone: str) -> str:
+    if instant is None:
+        return ""
+    return instant.astimezone(ZoneInfo(zone)).strftime("%a %-d %b %Y")
+
+
+def without_page(args: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in args.items() if k != "page"}
+
+
+def init_app(app: Flask) -> None:
+    from .context import state
+
+    app.jinja_env.filters["zoneinfo"] = ZoneInfo
+    app.jinja_env.filters["dict_without_page"] = without_page
+    app.context_processor(lambda: {"config_zone": state().config.program_timezone})
+    app.jinja_env.filters["reason_label"] = reason_label
+    app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["local_date"] = local_date

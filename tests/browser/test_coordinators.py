@@ -1,0 +1,128 @@
+"""A coordinator edits the Spanish check-in in a real browser: preview and segment count while
+typing, save, the Spanish participant's next check-in uses it, restore brings the old one back,
+and unsafe templates are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.models import Template
+from bot.services.templates import participant_context, render_message, seed_default_templates
+from tests.factories import TEST_PASSWORD, make_participant, make_user
+
+from .coordinator_support import ARTIFACTS, LiveApp, browser_page, live_app, sign_in
+
+__all__ = ["browser_page", "live_app"]  # fixtures used by name below
+
+pytestmark = pytest.mark.browser
+NEW_TEXT = "Hola {{ first_name }}, ¿cómo va la semana? Cuéntame, aquí estoy. {{ coach_first_name }}"
+
+
+def _seed(live: LiveApp) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    with live.sessions() as session:
+        seed_default_templates(session, now)
+        make_user(
+            session, now, role="coordinator", email="cora@example.org", name="Cora Coordinator"
+        )
+        coach = make_user(session, now, email="rosa@example.org", name="Rosa Diaz")
+        person = make_participant(session, now, first_name="Luis", language="es", coach_id=coach.id)
+        template = session.scalars(
+            select(Template).where(Template.key == "checkin.1", Template.language == "es")
+        ).one()
+        session.commit()
+        return {"template_id": template.id, "original": template.body, "participant_id": person.id}
+
+
+def _next_spanish_checkin(live: LiveApp, participant_id: int) -> str:
+    from bot.models import Participant
+
+    with live.sessions() as session:
+        person = session.get(Participant, participant_id)
+        assert person is not None
+        context = participant_context(session, person, live.config)
+        return render_message(session, "checkin.1", person.language, context)
+
+
+def test_coordinator_edits_previews_saves_and_restores_the_spanish_checkin(
+    live_app: LiveApp, browser_page: Any
+) -> None:
+    page, base = browser_page, live_app.url
+    seeded = _seed(live_app)
+    sign_in(page, base, "cora@example.org", TEST_PASSWORD)
+
+    page.click("text=Messages")
+    page.wait_for_url(f"{base}/templates")
+    page.screenshot(path=str(ARTIFACTS / "templates-list-desktop.png"), full_page=False)
+    page.click(f'a[href="/templates/{seeded["template_id"]}"]')
+    page.wait_for_url(f"{base}/templates/{seeded['template_id']}")
+
+    page.fill("#body", NEW_TEXT)
+    preview = page.locator("#preview-text")
+    preview.filter(has_text="Hola Maria, ¿cómo va la semana?").wait_for()
+    segments = page.locator("#preview-segments")
+    assert "UCS-2" in segments.inner_text() and "2 segments" not in segments.inner_text()
+    assert "1 segment" in segments.inner_text()
+    assert page.locator("#preview-sensitive").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "template-editor-preview-desktop.png"), full_page=True)
+
+    # A sensitive word shows a warning while typing (it is a warning, not a refusal).
+    page.fill("#body", NEW_TEXT + " Mañana es la corte.")
+    page.locator("#preview-sensitive").filter(has_text="corte").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "template-editor-sensitive-warning.png"), full_page=True)
+
+    page.fill("#body", NEW_TEXT)
+    page.locator("#preview-sensitive").wait_for(state="hidden")
+    page.click("text=Save as a new version")
+    page.locator(".notice--success").filter(has_text="Saved as version 2").wait_for()
+    assert _next_spanish_checkin(live_app, seeded["participant_id"]) == (
+        "Hola Luis, ¿cómo va la semana? Cuéntame, aquí estoy. Rosa"
+    )
+
+    page.click("text=Restore version 1")
+    page.locator(".notice--success").filter(has_text="Restored version 1 as version 3").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "template-editor-restored-desktop.png"), full_page=True)
+    assert page.input_value("#body") == seeded["original"]
+    assert _next_spanish_checkin(live_app, seeded["participant_id"]).startswith(
+        "Hola Luis, soy Rosa."
+    )
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    page.screenshot(path=str(ARTIFACTS / "template-editor-phone.png"), full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("Hola {{ ''.__class__ }}", "attribute and item access"),
+        ("Hola {{ apellido }}", "unknown placeholder 'apellido'"),
+    ],
+)
+def test_unsafe_templates_are_refused_in_the_preview_and_at_save(
+    live_app: LiveApp, browser_page: Any, body: str, reason: str
+) -> None:
+    page, base = browser_page, live_app.url
+    seeded = _seed(live_app)
+    sign_in(page, base, "cora@example.org", TEST_PASSWORD)
+    page.goto(f"{base}/templates/{seeded['template_id']}")
+
+    page.fill("#body", body)
+    page.locator("#preview-error").filter(has_text=reason).wait_for()
+    assert page.locator("#preview-text").inner_text() == ""
+    page.click("text=Save as a new version")
+    alert = page.locator("#save-error")
+    alert.wait_for()
+    assert "Not saved." in alert.inner_text() and "Line 1, column 6" in alert.inner_text()
+    assert reason in alert.inner_text()
+    name = "class" if "__class__" in body else "unknown"
+    page.screenshot(path=str(ARTIFACTS / f"template-editor-refused-{name}.png"), full_page=True)
+    with live_app.sessions() as session:
+        template = session.get(Template, seeded["template_id"])
+        assert (
+            template is not None and template.version == 1 and template.body == seeded["original"]
+        )

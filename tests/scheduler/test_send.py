@@ -1,0 +1,262 @@
+"""Sending: windows, quiet hours, claim-time checks, retries, unknown outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Config
+from bot.models import Flag, OutboundMessage, Participant, PlannedContact
+from bot.services.outbox import enqueue
+from bot.transport.base import SendRequest, SendResult, TransportError
+from bot.transport.simulated import SimulatedTransport
+from scheduler.send import LEASE, recover_stale
+from scheduler.tick import tick
+from tests.factories import make_participant
+from tests.scheduler.helpers import utc
+
+ENROLLED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _participant(sessions: sessionmaker[Session], **overrides: object) -> int:
+    with sessions.begin() as session:
+        values: dict[str, object] = {"release_date": date(2026, 3, 2), "enrolled_at": ENROLLED}
+        values.update(overrides)
+        return make_participant(session, ENROLLED, **values).id
+
+
+def _run(sessions: sessionmaker[Session], transport: object, config: Config, now: datetime) -> None:
+    tick(sessions, transport, config, now, rate_limited=False)  # type: ignore[arg-type]
+
+
+def _states(sessions: sessionmaker[Session], pid: int) -> dict[str, str]:
+    with sessions() as session:
+        return {
+            c.occurrence if c.kind != "reminder" else c.rule: c.state
+            for c in session.scalars(
+                select(PlannedContact).where(PlannedContact.participant_id == pid)
+            )
+        }
+
+
+def test_due_checkin_is_sent_once_with_the_status_callback(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    pid = _participant(sessions)
+    now = utc("2026-03-03T15:05:00Z")  # 10:05 EST on day 1
+    _run(sessions, transport, config, now)
+    _run(sessions, transport, config, now + timedelta(minutes=1))
+    assert len(transport.sent) == 2  # the welcome (window still open) and day 1
+    assert all(
+        m.status_callback == "https://checkin.example.org/twilio/status" for m in transport.sent
+    )
+    assert _states(sessions, pid)["day-1"] == "sent"
+    with sessions() as session:
+        keys = set(session.scalars(select(OutboundMessage.idempotency_key)))
+    assert all(k.startswith("contact:") for k in keys) and len(keys) == 2
+
+
+def test_a_week_offline_sends_only_what_is_in_its_window_and_records_the_rest(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    pid = _participant(sessions)
+    _run(sessions, transport, config, ENROLLED)  # plans; nothing due yet
+    back = utc("2026-03-10T15:30:00Z")  # a week later, 11:30 EDT on day 8
+    _run(sessions, transport, config, back)
+    states = _states(sessions, pid)
+    assert [m for m in transport.sent] == []  # day 8 has no check-in; welcome window closed
+    assert states["welcome"] == "skipped"
+    assert all(states[f"day-{d}"] == "skipped" for d in (1, 2, 3, 5, 7))
+    with sessions() as session:
+        reasons = set(
+            session.scalars(
+                select(PlannedContact.state_reason).where(PlannedContact.state == "skipped")
+            )
+        )
+    assert reasons == {"window_closed"}
+
+
+def test_nothing_is_sent_in_quiet_hours_and_it_goes_in_the_morning(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    enrolled = utc("2026-03-05T03:00:00Z")  # 22:00 EST
+    _participant(sessions, enrolled_at=enrolled)
+    _run(sessions, transport, config, enrolled + timedelta(minutes=1))
+    _run(sessions, transport, config, utc("2026-03-05T12:59:00Z"))  # 07:59
+    assert transport.sent == []
+    _run(sessions, transport, config, utc("2026-03-05T13:00:00Z"))  # 08:00
+    assert len(transport.sent) == 1
+
+
+def test_a_checkin_never_goes_after_eight_pm_local(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    pid = _participant(sessions)
+    _run(sessions, transport, config, ENROLLED)
+    _run(sessions, transport, config, utc("2026-03-04T01:00:00Z"))  # 20:00 EST on day 1
+    assert _states(sessions, pid)["day-1"] == "skipped"
+    assert all("day" not in m.idempotency_key for m in transport.sent)
+
+
+def test_stop_between_enqueue_and_claim_cancels_the_message(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config, now: datetime
+) -> None:
+    pid = _participant(sessions, release_date=date(2026, 6, 1))
+    with sessions.begin() as session:
+        enqueue(
+            session,
+            idempotency_key="test:1",
+            purpose="checkin",
+            channel="sms",
+            to_address="+13125550199",
+            body="hi",
+            now=now,
+            participant_id=pid,
+        )
+        participant = session.get(Participant, pid)
+        assert participant is not None
+        participant.status = "opted_out"
+    _run(sessions, transport, config, now)
+    assert transport.sent == []
+    with sessions() as session:
+        message = session.scalars(select(OutboundMessage)).one()
+        assert (message.status, message.error_message) == ("cancelled", "participant_opted_out")
+
+
+def test_paused_participant_still_gets_a_crisis_reply_but_no_checkin(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config, now: datetime
+) -> None:
+    pid = _participant(sessions, status="paused")
+    with sessions.begin() as session:
+        for key, purpose in (("a", "crisis_reply"), ("b", "coach_reply")):
+            enqueue(
+                session,
+                idempotency_key=key,
+                purpose=purpose,
+                channel="sms",
+                to_address="+13125550198",
+                body="x",
+                now=now,
+                participant_id=pid,
+                ignore_quiet_hours=purpose == "crisis_reply",
+            )
+    _run(sessions, transport, config, now)
+    assert [m.idempotency_key for m in transport.sent] == ["a"]
+
+
+@dataclass
+class ScriptedTransport:
+    """Raises the scripted errors in turn, then succeeds."""
+
+    errors: list[TransportError]
+    name: str = "scripted"
+    sent: list[SendRequest] = field(default_factory=list)
+
+    def send(self, request: SendRequest) -> SendResult:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.sent.append(request)
+        return SendResult(provider_sid=f"SM{len(self.sent):032d}", status="queued")
+
+
+def _one_message(sessions: sessionmaker[Session], now: datetime) -> int:
+    pid = _participant(sessions, release_date=date(2026, 6, 1))  # nothing planned is due
+    with sessions.begin() as session:
+        return enqueue(
+            session,
+            idempotency_key="m",
+            purpose="coach_reply",
+            channel="sms",
+            to_address="+13125550197",
+            body="x",
+            now=now,
+            participant_id=pid,
+        ).message.id
+
+
+def test_retryable_error_is_retried_after_backoff_and_then_sent(
+    sessions: sessionmaker[Session], config: Config, now: datetime
+) -> None:
+    mid = _one_message(sessions, now)
+    transport = ScriptedTransport([TransportError("429", permanent=False, code=20429)])
+    _run(sessions, transport, config, now)
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None
+        assert (message.status, message.attempts) == ("pending", 1)
+        assert message.send_after > now
+        retry_at = message.send_after
+    _run(sessions, transport, config, retry_at)
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None and message.status == "queued" and message.attempts == 2
+    assert len(transport.sent) == 1
+
+
+def test_permanent_error_is_never_retried_and_flags_the_participant(
+    sessions: sessionmaker[Session], config: Config, now: datetime
+) -> None:
+    mid = _one_message(sessions, now)
+    transport = ScriptedTransport([TransportError("21211", permanent=True, code=21211)])
+    _run(sessions, transport, config, now)
+    _run(sessions, transport, config, now + timedelta(hours=1))
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None
+        assert (message.status, message.error_code, message.attempts) == ("failed", 21211, 1)
+        flag = session.scalars(select(Flag)).one()
+        assert (flag.reason, flag.severity) == ("delivery_failed", "high")
+    assert transport.sent == []
+
+
+def test_timeout_after_the_request_left_is_unknown_flagged_and_not_resent(
+    sessions: sessionmaker[Session], config: Config, now: datetime
+) -> None:
+    mid = _one_message(sessions, now)
+    transport = ScriptedTransport([TransportError("timeout", permanent=False, request_sent=True)])
+    _run(sessions, transport, config, now)
+    _run(sessions, transport, config, now + timedelta(hours=1))
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None and message.status == "unknown"
+        flag = session.scalars(select(Flag)).one()
+        assert (flag.reason, flag.severity) == ("delivery_unknown", "high")
+    assert transport.sent == []
+
+
+def test_a_claim_abandoned_by_a_dead_worker_becomes_unknown_not_a_second_send(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config, now: datetime
+) -> None:
+    mid = _one_message(sessions, now)
+    with sessions.begin() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None
+        message.status, message.claimed_at, message.claimed_by = "sending", now, "dead:1"
+    with sessions.begin() as session:
+        assert recover_stale(session, now + LEASE - timedelta(seconds=1)) == 0
+    _run(sessions, transport, config, now + LEASE + timedelta(seconds=1))
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None and message.status == "unknown"
+        assert session.scalars(select(Flag.reason)).one() == "delivery_unknown"
+    assert transport.sent == []
+
+
+def test_after_downtime_only_the_latest_due_reminder_of_an_appointment_goes(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    from tests.factories import make_appointment
+
+    pid = _participant(sessions, release_date=date(2026, 6, 1))
+    with sessions.begin() as session:
+        participant = session.get(Participant, pid)
+        assert participant is not None
+        make_appointment(session, participant, utc("2026-03-20T18:00:00Z"), ENROLLED)
+    _run(sessions, transport, config, ENROLLED)
+    _run(sessions, transport, config, utc("2026-03-19T15:30:00Z"))  # 3d and 1d both due
+    states = _states(sessions, pid)
+    assert (states["reminder.3d"], states["reminder.1d"]) == ("skipped", "sent")
+    assert len(transport.sent) == 1

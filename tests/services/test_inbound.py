@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Config
+from bot.models import (
+    Appointment,
+    Expectation,
+    Flag,
+    InboundMessage,
+    OutboundMessage,
+    Participant,
+    PlannedContact,
+    Template,
+)
+from bot.services.inbound import InboundForm, receive, reminded_appointment, store
+from tests.factories import make_appointment, make_participant, make_user
+
+_n = iter(range(1, 10**6))
+
+
+def form(sender: str, body: str, sid: str | None = None) -> InboundForm:
+    return InboundForm(
+        message_sid=sid or f"SM{next(_n):032d}",
+        from_address=sender,
+        to_address="+15550100999",
+        body=body,
+        num_media=0,
+        raw_form={"Body": [body], "From": [sender]},
+    )
+
+
+def _contact(
+    session: Session, person: Participant, now: datetime, appointment: Appointment | None = None
+) -> PlannedContact:
+    contact = PlannedContact(
+        participant_id=person.id,
+        kind="reminder" if appointment else "checkin",
+        rule="reminder.1d" if appointment else "checkin",
+        occurrence=f"n-{next(_n)}",
+        version="1",
+        appointment_id=appointment.id if appointment else None,
+        template_key="reminder.other.1d" if appointment else "checkin.1",
+        send_after=now,
+        not_after=now + timedelta(hours=5),
+        state="planned",
+        created_at=now,
+    )
+    session.add(contact)
+    session.flush()
+    return contact
+
+
+def _outbox(
+    session: Session,
+    person: Participant,
+    now: datetime,
+    *,
+    status: str,
+    contact: PlannedContact | None = None,
+    purpose: str = "checkin",
+) -> OutboundMessage:
+    message = OutboundMessage(
+        idempotency_key=f"k{next(_n)}",
+        participant_id=person.id,
+        planned_contact_id=contact.id if contact else None,
+        purpose=purpose,
+        channel="sms",
+        to_address=person.phone,
+        body="hello",
+        status=status,
+        send_after=now,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def test_storing_the_same_sid_twice_keeps_one_row(session: Session, now: datetime) -> None:
+    first = store(session, form("+13125550001", "hi", sid="SMdup"), now=now)
+    second = store(session, form("+13125550001", "hi", sid="SMdup"), now=now)
+    assert first is not None and second is None
+    assert len(session.scalars(select(InboundMessage)).all()) == 1
+
+
+def test_stop_cancels_planned_contacts_pending_outbox_and_expectations(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    planned = _contact(session, person, now)
+    pending = _outbox(session, person, now, status="pending")
+    delivered = _outbox(session, person, now, status="delivered")
+    expectation = Expectation(
+        participant_id=person.id, kind="reply", created_at=now, due_at=now + timedelta(days=2)
+    )
+    session.add(expectation)
+    session.commit()
+    outcome = receive(sessions, form(person.phone, "STOP"), now=now, config=config)
+    assert outcome.reply is None and outcome.intent == "stop"
+    session.expire_all()
+    assert session.get_one(PlannedContact, planned.id).state == "cancelled"
+    assert session.get_one(OutboundMessage, pending.id).status == "cancelled"
+    assert session.get_one(OutboundMessage, delivered.id).status == "delivered"
+    assert session.get_one(Expectation, expectation.id).state == "cancelled"
+    again = session.get_one(Participant, person.id)
+    assert again.status == "opted_out" and again.opted_out_at == now
+
+
+def test_a_second_stop_changes_nothing_and_sends_nothing(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    session.commit()
+    receive(sessions, form(person.phone, "stop texting me"), now=now, config=config)
+    later = receive(sessions, form(person.phone, "stop texting me"), now=now, config=config)
+    assert later.reply is None
+    assert len(session.scalars(select(OutboundMessage)).all()) == 1  # the first confirmation
+
+
+def test_help_from_an_opted_out_number_gets_no_text(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now, status="opted_out", opted_out_at=now)
+    session.commit()
+    assert receive(sessions, form(person.phone, "HELP"), now=now, config=config).reply is None
+
+
+def test_a_crisis_with_an_opt_out_records_both_and_answers_with_988(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    session.commit()
+    outcome = receive(
+        sessions,
+        form(person.phone, "stop texting me, i want to kill myself"),
+        now=now,
+        config=config,
+    )
+    assert outcome.intent == "crisis"
+    assert outcome.reply is not None and "988" in outcome.reply
+    session.expire_all()
+    assert session.get_one(Participant, person.id).status == "opted_out"
+    reasons = set(session.scalars(select(Flag.reason)))
+    assert reasons == {"crisis", "opted_out"}
+
+
+def test_an_unknown_sender_in_crisis_gets_988_and_a_coordinator_is_paged(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    coordinator = make_user(session, now, role="coordinator")
+    session.commit()
+    outcome = receive(sessions, form("+13125550666", "i want to die"), now=now, config=config)
+    assert outcome.reply is not None and "988" in outcome.reply
+    flag = session.scalars(select(Flag)).one()
+    assert (flag.reason, flag.severity, flag.sender_address) == ("crisis", "urgent", "+13125550666")
+    page = session.scalars(select(OutboundMessage).where(OutboundMessage.purpose == "page")).one()
+    assert page.user_id == coordinator.id
+
+
+def test_a_broken_stored_template_falls_back_to_the_default(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    session.add(Template(key="crisis", language="en", body="{{ nope }}", version=2, updated_at=now))
+    session.commit()
+    outcome = receive(sessions, form(person.phone, "I want to end my life"), now=now, config=config)
+    assert outcome.reply is not None and "988" in outcome.reply and "911" in outcome.reply
+
+
+def test_a_retry_returns_the_reply_given_the_first_time(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    session.commit()
+    first = receive(sessions, form(person.phone, "help", sid="SMretry"), now=now, config=config)
+    again = receive(sessions, form(person.phone, "help", sid="SMretry"), now=now, config=config)
+    assert again.duplicate and again.reply == first.reply and first.reply is not None
+
+
+def test_yes_goes_to_the_nearest_reminded_appointment(
+    session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    not_reminded = make_appointment(session, person, now + timedelta(hours=3), now)
+    reminded_later = make_appointment(session, person, now + timedelta(days=2), now)
+    reminded_sooner = make_appointment(session, person, now + timedelta(days=1), now)
+    past = make_appointment(session, person, now - timedelta(hours=1), now)
+    cancelled = make_appointment(session, person, now + timedelta(hours=5), now, status="cancelled")
+    unsent = make_appointment(session, person, now + timedelta(hours=6), now)
+    for appointment in (reminded_later, reminded_sooner, past, cancelled):
+        contact = _contact(session, person, now, appointment)
+        _outbox(session, person, now, status="delivered", contact=contact, purpose="reminder")
+    contact = _contact(session, person, now, unsent)
+    _outbox(session, person, now, status="pending", contact=contact, purpose="reminder")
+    assert not_reminded.id != reminded_sooner.id
+    found = reminded_appointment(session, person, now)
+    assert found is not None and found.id == reminded_sooner.id
+
+
+def test_an_answer_satisfies_the_confirm_expectation(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    appointment = make_appointment(session, person, now + timedelta(days=1), now)
+    contact = _contact(session, person, now, appointment)
+    reminder = _outbox(
+        session, person, now, status="delivered", contact=contact, purpose="reminder"
+    )
+    expectation = Expectation(
+        participant_id=person.id,
+        kind="confirm",
+        appointment_id=appointment.id,
+        outbound_message_id=reminder.id,
+        created_at=now,
+        due_at=now + timedelta(hours=1),
+    )
+    session.add(expectation)
+    session.commit()
+    outcome = receive(sessions, form(person.phone, "C"), now=now, config=config)
+    assert outcome.reply is not None and "Thanks for confirming" in outcome.reply
+    session.expire_all()
+    assert session.get_one(Expectation, expectation.id).state == "satisfied"
+    assert session.get_one(Appointment, appointment.id).responded_at == now
