@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -196,7 +196,7 @@ def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[in
     try:
         with session.begin_nested():
             result = session.execute(insert(Flag).returning(*returning), rows)
-            return {(pid, reason): fid for fid, pid, reason in result}
+            return {(cast(int, pid), reason): fid for fid, pid, reason in result}
     except IntegrityError:
         pass
     dialect = session.get_bind().dialect.name
@@ -208,7 +208,7 @@ def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[in
     else:  # pragma: no cover
         statement = insert(Flag)
     result = session.execute(statement.returning(*returning), rows)
-    return {(pid, reason): fid for fid, pid, reason in result}
+    return {(cast(int, pid), reason): fid for fid, pid, reason in result}
 
 
 def _raise_flags(

@@ -67,7 +67,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _run_sweep(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]:
+def _run_sweep(sessions: sessionmaker[Session], now: datetime, config: Config) -> dict[str, Any]:
     """scheduler.sweep (issue 6) when it is installed: `sweep(session_factory or session, now)`."""
     if importlib.util.find_spec("scheduler.sweep") is None:
         return {}
@@ -78,7 +78,8 @@ def _run_sweep(sessions: sessionmaker[Session], now: datetime) -> dict[str, Any]
         result = sweep(sessions, now)
     else:
         with session_scope(sessions) as session:
-            result = sweep(session, now)
+            # The ladder's pages need the public URL and the program's zone.
+            result = sweep(session, now, config)
     if result is None:
         return {}
     if isinstance(result, dict):
@@ -119,7 +120,7 @@ def tick(
     if should_stop():
         summary.stopped = True
         return summary
-    summary.sweep = _run_sweep(sessions, now)
+    summary.sweep = _run_sweep(sessions, now, config)
     return summary
 
 

@@ -17,7 +17,6 @@ coach to read, and the caller still answers valid TwiML.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,7 +41,7 @@ from bot.models import (
     PlannedContact,
 )
 from bot.phones import PhoneError, normalize_phone, split_channel_address
-from bot.services import audit
+from bot.services import audit, expectations
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
 from bot.services.paging import start_ladder
@@ -54,8 +53,6 @@ from messages.render import TemplateError, allowed_placeholders_for, render_temp
 
 log = logging.getLogger(__name__)
 
-# Where the escalation issue puts "a reply satisfies the person's pending expectations".
-_REPLY_HOOK_MODULE = "bot.services.expectations"
 # Outbox statuses of a reminder that never left: a reply cannot be an answer to it.
 _NOT_SENT = ("pending", "cancelled")
 # An unknown number that keeps texting gets the polite answer at most this often.
@@ -372,6 +369,9 @@ def _answer_appointment(
         .values(state="satisfied", resolved_at=now)
         .execution_options(synchronize_session=False)
     )
+    if confirmed:
+        # An `unconfirmed_appointment` flag raised for it is resolved automatically.
+        expectations.on_appointment_confirmed(session, appointment, now)
     if not confirmed:
         raise_flag(
             session,
@@ -385,14 +385,8 @@ def _answer_appointment(
 
 def _notify_reply(session: Session, participant: Participant, now: datetime) -> None:
     """Let the escalation rules know the person answered (satisfies pending expectations and
-    resolves `no_reply`). The hook lives in bot/services/expectations.py (issue 6)."""
-    try:
-        module = importlib.import_module(_REPLY_HOOK_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != _REPLY_HOOK_MODULE:
-            raise
-        return
-    module.on_participant_reply(session, participant, now)
+    resolves `no_reply`)."""
+    expectations.on_participant_reply(session, participant, now)
 
 
 # --- processing ---------------------------------------------------------------------------------

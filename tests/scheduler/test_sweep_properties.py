@@ -21,7 +21,7 @@ from bot.models import (
     OutboundMessage,
     Participant,
 )
-from bot.services.expectations import cancel_for_participant, on_participant_reply
+from bot.services.expectations import LOOKBACK, cancel_for_participant, on_participant_reply
 from bot.services.flags import raise_flag
 from scheduler.sweep import sweep
 from tests.factories import make_participant, make_sent_message
@@ -76,6 +76,7 @@ def test_every_expectation_ends_satisfied_flagged_or_pending_before_its_deadline
     replies: dict[int, list[datetime]] = {p.id: [] for p in people}
     stopped_at: dict[int, datetime] = {}
     last_sweep = None
+    sweeps: list[datetime] = []
     for hours, index, what in sorted(timeline, key=lambda e: e[0]):
         at = now + timedelta(hours=hours)
         person = people[index]
@@ -103,10 +104,12 @@ def test_every_expectation_ends_satisfied_flagged_or_pending_before_its_deadline
             session.commit()
             sweep(session, at, config)
             last_sweep = at
+            sweeps.append(at)
         session.commit()
     end = now + timedelta(hours=max([final_hours] + [h for h, _, _ in timeline]))
     sweep(session, end, config)
     last_sweep = end
+    sweeps.append(end)
     session.expire_all()
 
     messages = {m.id: m for m in session.scalars(select(OutboundMessage))}
@@ -128,8 +131,15 @@ def test_every_expectation_ends_satisfied_flagged_or_pending_before_its_deadline
             # No expectation is made for a text after STOP; those before it end at STOP.
             assert e.created_at <= stopped_at[e.participant_id] or e.state == "cancelled"
             assert e.state != "missed" or e.due_at <= stopped_at[e.participant_id]
-    # Every sent check-in to a person still active has its expectation.
-    expected_ids = {m.id for m in messages.values() if m.participant_id not in stopped_at}
+    # Every sent check-in to a person still active has its expectation, once a sweep has run
+    # within LOOKBACK of its sending (older texts are not looked at, by design).
+    expected_ids = {
+        m.id
+        for m in messages.values()
+        if m.participant_id not in stopped_at
+        and m.sent_at is not None
+        and any(m.sent_at <= t <= m.sent_at + LOOKBACK for t in sweeps)
+    }
     made = set(session.scalars(select(Expectation.outbound_message_id)))
     assert expected_ids <= made
     for pid in stopped_at:
