@@ -11,7 +11,8 @@ The data is shaped like a program three months in: every participant has three o
 with decided expectations (history the sweep must not pay for), 20,000 recent check-ins wait
 for replies that are not due yet, 500 were sent in the last minute and have no expectation yet
 (the sweep makes them), and `--due` check-ins are past their reply window. 2% of the due ones
-belong to someone with an open `no_reply` flag, so they raise it to high and page a coach.
+belong to someone with an open `no_reply` flag, which their miss is counted on (their earlier
+check-ins were answered, so it stays normal and nobody is paged).
 """
 
 from __future__ import annotations
