@@ -35,7 +35,7 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    the status callback does, `bot.services.delivery.act_on_error_code`); a timeout after the
    request left is `unknown` and flagged.
 
-Rate: a batch reserves its slots from the single `send_rate_slots` row (see RateLimiter), so
+Rate: senders reserve their slots from the single `send_rate_slots` row (see RateLimiter), so
 the configured messages per second hold across any number of workers.
 """
 
@@ -80,6 +80,8 @@ BATCH = 500
 CANDIDATE_FACTOR = 2
 # A batch is what the configured rate sends in this long (at least one message).
 CLAIM_WINDOW_SECONDS = 0.5
+# A reservation covers at most this much sending time (see RateLimiter.reserve_size).
+RESERVE_WINDOW_SECONDS = 0.01
 # Outcomes are committed at least this often while a batch is being sent.
 FLUSH_SECONDS = 0.1
 # Commit waiting outcomes before sleeping for a slot at least this far away.
@@ -729,7 +731,7 @@ def record_error(
 class RateLimiter:
     """A global send rate shared by every worker through one database row.
 
-    `reserve(n)` takes n consecutive slots: under the row lock (PostgreSQL `FOR UPDATE`;
+    `reserve(n)` takes n consecutive slots (n = `reserve_size()`, 1 below 200/s): under the row lock (PostgreSQL `FOR UPDATE`;
     SQLite's BEGIN IMMEDIATE) it reads `next_at`, takes `first = max(next_at, wall clock)`,
     stores `first + n * interval` and commits. The sender then waits until each slot before
     its send (`wait_until`, which re-reads the clock after every sleep, so nothing ever leaves
@@ -757,6 +759,12 @@ class RateLimiter:
     def batch_size(self) -> int:
         """Messages per claim: what this rate sends in CLAIM_WINDOW_SECONDS, 1 to BATCH."""
         return max(1, min(BATCH, int(self.rate * CLAIM_WINDOW_SECONDS)))
+
+    def reserve_size(self) -> int:
+        """Slots per reservation: one at ordinary rates, so that several workers' sends
+        interleave (a worker whose sends take longer than 1/rate still gets every other
+        slot); more at very high rates, where a transaction per send would be the bottleneck."""
+        return max(1, min(BATCH, int(self.rate * RESERVE_WINDOW_SECONDS)))
 
     def reserve(self, count: int = 1) -> float:
         """Reserve `count` slots; returns the first (epoch seconds); slot i is first + i*interval."""
@@ -833,20 +841,28 @@ def send_batch(
 ) -> None:
     """Send claimed messages, each at its rate slot; commit outcomes in groups; give back
     the claims never handed to the transport when stopped early."""
-    first = limiter.reserve(len(claims)) if limiter is not None else 0.0
+    slots: list[float] = []
     outcomes = _Outcomes()
     handed = 0
+    last_start = float("-inf")
     last_commit = time.monotonic()
     try:
         for index, claim in enumerate(claims):
             if should_stop():
                 break
             if limiter is not None:
-                slot = first + index * limiter.interval
+                # Never closer than one interval to this worker's previous send: when a send
+                # left late, the next one does not catch up (that is how windows overfill).
+                if not slots:
+                    count = min(limiter.reserve_size(), len(claims) - index)
+                    first = limiter.reserve(count)
+                    slots = [first + i * limiter.interval for i in range(count)]
+                slot = max(slots.pop(0), last_start + limiter.interval)
                 if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
                     _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
                     last_commit = time.monotonic()
                 limiter.wait_until(slot)
+                last_start = limiter.clock()
             # From here on the outcome of this claim may be unknown: it is never given back.
             handed += 1
             try:
