@@ -68,7 +68,8 @@ class Participant(Base):
 
     @property
     def label(self) -> str:
-        """Neutral label for staff pages: first name and the last two digits of the id."""
+        """Neutral label for staff pages: first name and external id (we keep no last name,
+        so DESIGN.md's "Sam R." becomes "Sam (P-00012)")."""
         return f"{self.first_name} ({self.external_id})"
 
 
