@@ -87,6 +87,21 @@ def send_as_participant(participant: Participant, body: str) -> tuple[int, list[
     return response.status_code, replies
 
 
+# How an outbound row looks from the participant's phone. Nothing posts status callbacks in the
+# demo, so a text the simulated transport accepted stays "queued" (as Twilio first answers).
+_PHONE_STATUS = {
+    "pending": "waiting to send",
+    "sending": "waiting to send",
+    "queued": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "undelivered": "not delivered",
+    "failed": "not delivered",
+    "unknown": "outcome unknown",
+    "cancelled": "cancelled, not sent",
+}
+
+
 def _thread(participant: Participant) -> list[dict[str, Any]]:
     session = db()
     inbound = session.scalars(
@@ -109,7 +124,7 @@ def _thread(participant: Participant) -> list[dict[str, Any]]:
             "direction": "out",
             "body": m.body,
             "at": m.sent_at or m.send_after,
-            "status": m.status,
+            "status": _PHONE_STATUS.get(m.status, m.status),
             "purpose": m.purpose,
         }
         for m in outbound
