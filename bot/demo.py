@@ -13,11 +13,13 @@ import csv
 import io
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from types import FrameType
 from zoneinfo import ZoneInfo
 
 import click
@@ -557,9 +559,18 @@ def run_demo(host: str, port: int) -> int:
     )
     click.echo(f"Phone simulator: http://{host}:{port}/simulator (text as any participant)")
     click.echo("Simulated transport: nothing is sent for real. Stop with Ctrl-C.")
+    # SIGTERM stops the demo as Ctrl-C does: the server unwinds and the worker finishes its step.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     worker.start()
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
         worker.stop()
+    click.echo("Demo stopped.")
     return 0
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
