@@ -82,6 +82,7 @@ REPLIES = {
 }
 PARTICIPANT_COUNT = 40
 WORKER_SECONDS = 20
+OPT_OUT_AGO = timedelta(days=2, hours=3)
 
 
 def _demo_password(role: str) -> str:
@@ -137,13 +138,17 @@ def _seed_participants(session: Session, now: datetime) -> None:
         recorded_by="demo",
     )
     # The importer records "enrolled now"; in the demo people joined on their release date.
+    enrolled_at: dict[int, datetime] = {}
     for participant in session.scalars(select(Participant)):
         enrolled = min(
             now, local_datetime(participant.release_date, time(9), ZoneInfo(participant.timezone))
         )
         participant.enrolled_at = enrolled
         participant.consent_at = enrolled
+        enrolled_at[participant.id] = enrolled
         participant.created_at = enrolled
+    for event in session.scalars(select(ConsentEvent)):
+        event.at = min(event.at, enrolled_at[event.participant_id])
 
 
 def _seed_appointments(session: Session, now: datetime) -> None:
@@ -261,9 +266,11 @@ def _seed_history(session: Session, now: datetime) -> None:
             )
         misses = 0
         last_miss: datetime | None = None
+        # Nothing is sent after an opt-out (the seeded STOP of person 27, 2 days ago).
+        history_until = now - (OPT_OUT_AGO if i == 27 else timedelta(hours=1))
         for n, day in enumerate(days, start=1):
             sent_at = local_datetime(released + timedelta(days=day), time(10), zone)
-            if sent_at >= now - timedelta(hours=1):
+            if sent_at >= history_until:
                 break
             status = "undelivered" if (i % 11 == 4 and n == 3) else "delivered"
             history.outbound(
@@ -355,7 +362,7 @@ def _seed_flags(
             user_id=coach_id,
         )
     elif i == 27:
-        at = now - timedelta(days=2, hours=3)
+        at = now - OPT_OUT_AGO
         history.inbound(person, "STOP", at, intent="stop")
         person.status = "opted_out"
         person.opted_out_at = at
