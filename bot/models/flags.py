@@ -58,6 +58,8 @@ class Flag(Base):
             postgresql_where=_UNRESOLVED_UNKNOWN,
         ),
         Index("ix_flags_state_severity_opened_at", "state", "severity", "opened_at"),
+        # The conversation page lists a participant's flags, resolved ones too.
+        Index("ix_flags_participant_id_opened_at", "participant_id", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -38,17 +38,25 @@ def covered_coach_ids(viewer: Viewer) -> Select[int]:
     return select(User.id).where(User.covering_user_id == viewer.id)
 
 
-def caseload_clause(viewer: Viewer) -> ColumnElement[bool]:
-    """WHERE clause on `Participant` limiting rows to the viewer's caseload."""
+def caseload_clause(viewer: Viewer, session: Session | None = None) -> ColumnElement[bool]:
+    """WHERE clause on `Participant` limiting rows to the viewer's caseload.
+
+    Given a session, the few coaches the viewer covers are looked up first and the clause is
+    `coach_id IN (literal ids)`, which PostgreSQL answers from the coach_id index; without
+    one it is a subquery (same rows, but the planner may scan every participant).
+    """
     if sees_everyone(viewer):
         return true()
+    if session is not None:
+        ids = [viewer.id, *session.scalars(covered_coach_ids(viewer))]
+        return Participant.coach_id.in_(ids)
     return or_(
         Participant.coach_id == viewer.id,
         Participant.coach_id.in_(covered_coach_ids(viewer)),
     )
 
 
-def flag_clause(viewer: Viewer) -> ColumnElement[bool]:
+def flag_clause(viewer: Viewer, session: Session | None = None) -> ColumnElement[bool]:
     """WHERE clause on `Flag` (joined to `Participant` with an outer join).
 
     Flags about unknown senders have no participant and so no coach: only coordinators and
@@ -56,11 +64,11 @@ def flag_clause(viewer: Viewer) -> ColumnElement[bool]:
     """
     if sees_everyone(viewer):
         return true()
-    return Flag.participant_id.is_not(None) & caseload_clause(viewer)
+    return Flag.participant_id.is_not(None) & caseload_clause(viewer, session)
 
 
-def visible_participants(viewer: Viewer) -> Select[Participant]:
-    return select(Participant).where(caseload_clause(viewer))
+def visible_participants(viewer: Viewer, session: Session | None = None) -> Select[Participant]:
+    return select(Participant).where(caseload_clause(viewer, session))
 
 
 def get_visible_participant(
@@ -68,7 +76,7 @@ def get_visible_participant(
 ) -> Participant | None:
     """The participant when they are in the viewer's caseload, otherwise None."""
     return session.scalars(
-        visible_participants(viewer).where(Participant.id == participant_id)
+        visible_participants(viewer, session).where(Participant.id == participant_id)
     ).first()
 
 
@@ -77,5 +85,5 @@ def get_visible_flag(session: Session, viewer: Viewer, flag_id: int) -> Flag | N
     return session.scalars(
         select(Flag)
         .outerjoin(Participant, Flag.participant_id == Participant.id)
-        .where(Flag.id == flag_id, flag_clause(viewer))
+        .where(Flag.id == flag_id, flag_clause(viewer, session))
     ).first()

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from bot.models import Flag, InboundMessage, OutboundMessage, Participant
-from bot.services.caseload import Viewer, flag_clause
+from bot.services.caseload import Viewer, caseload_clause, sees_everyone
 from bot.services.flags import SEVERITY_ORDER
 
 QUEUE_LIMIT = 200
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 PREVIEW_CHARS = 140
 
 REASON_LABELS = {
@@ -34,6 +35,14 @@ REASON_LABELS = {
 
 def reason_label(reason: str) -> str:
     return REASON_LABELS.get(reason, reason.replace("_", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class Last:
+    """The last message one way: its body and when."""
+
+    body: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -112,9 +121,10 @@ def time_since(then: datetime, now: datetime) -> str:
     if minutes < 60:
         return f"{minutes} min ago"
     hours = minutes // 60
-    if hours < 48:
+    if hours < 24:
         return f"{hours} h ago"
-    return f"{hours // 24} days ago"
+    days = hours // 24
+    return "1 day ago" if days == 1 else f"{days} days ago"
 
 
 def _preview(body: str) -> str:
@@ -123,57 +133,28 @@ def _preview(body: str) -> str:
 
 
 def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) -> Queue:
-    unresolved = Flag.state != "resolved"
-    # Correlated "latest message" lookups: one index probe each on
-    # (participant_id, received_at) / (participant_id, created_at), whatever the table size.
-    last_in = (
-        select(InboundMessage.id)
-        .where(InboundMessage.participant_id == Flag.participant_id)
-        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    last_out = (
-        select(OutboundMessage.id)
-        .where(
-            OutboundMessage.participant_id == Flag.participant_id,
-            OutboundMessage.participant_id.is_not(None),
+    # The page of flag ids first, sorted and limited without touching participants when the
+    # viewer sees everyone (a join before the sort would read all 100,000 of them); then the
+    # names for just that page.
+    caseload = None if sees_everyone(viewer) else caseload_clause(viewer, session)
+    page_ids = list(
+        session.scalars(
+            _visible_unresolved(select(Flag.id), caseload)
+            .order_by(SEVERITY_ORDER, Flag.opened_at, Flag.id)
+            .limit(limit)
         )
-        .order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
-        .limit(1)
-        .scalar_subquery()
     )
-    rows = session.execute(
-        select(
-            Flag,
-            Participant.first_name,
-            Participant.external_id,
-            last_in.label("last_in"),
-            last_out.label("last_out"),
-        )
-        .outerjoin(Participant, Flag.participant_id == Participant.id)
-        .where(unresolved, flag_clause(viewer))
-        .order_by(SEVERITY_ORDER, Flag.opened_at, Flag.id)
-        .limit(limit)
-    ).all()
-
-    in_ids = [r.last_in for r in rows if r.last_in is not None]
-    out_ids = [r.last_out for r in rows if r.last_out is not None]
-    inbound = (
-        {
-            m.id: m
-            for m in session.scalars(select(InboundMessage).where(InboundMessage.id.in_(in_ids)))
-        }
-        if in_ids
-        else {}
+    position = {flag_id: n for n, flag_id in enumerate(page_ids)}
+    rows = sorted(
+        session.execute(
+            select(Flag, Participant.first_name, Participant.external_id)
+            .outerjoin(Participant, Flag.participant_id == Participant.id)
+            .where(Flag.id.in_(page_ids))
+        ).all(),
+        key=lambda row: position[row.Flag.id],
     )
-    outbound = (
-        {
-            m.id: m
-            for m in session.scalars(select(OutboundMessage).where(OutboundMessage.id.in_(out_ids)))
-        }
-        if out_ids
-        else {}
+    inbound, outbound = _last_messages(
+        session, {r.Flag.participant_id for r in rows if r.Flag.participant_id is not None}
     )
     unknown_last = _last_from_unknown_senders(
         session, [r.Flag.sender_address for r in rows if r.Flag.participant_id is None]
@@ -184,18 +165,18 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
         flag: Flag = row.Flag
         preview = direction = None
         preview_at = None
-        got_in = inbound.get(row.last_in) if row.last_in else None
-        got_out = outbound.get(row.last_out) if row.last_out else None
-        if flag.participant_id is None and flag.sender_address:
-            got_in = unknown_last.get(flag.sender_address)
-        if got_in is not None and (got_out is None or got_in.received_at >= got_out.created_at):
-            preview, direction, preview_at = _preview(got_in.body), "in", got_in.received_at
-        elif got_out is not None:
-            preview, direction, preview_at = _preview(got_out.body), "out", got_out.created_at
         if flag.participant_id is not None:
+            got_in = inbound.get(flag.participant_id)
+            got_out = outbound.get(flag.participant_id)
             label = f"{row.first_name} ({row.external_id})"
         else:
+            got_in = unknown_last.get(flag.sender_address or "")
+            got_out = None
             label = f"Unknown number {_mask(flag.sender_address)}"
+        if got_in is not None and (got_out is None or got_in.at >= got_out.at):
+            preview, direction, preview_at = _preview(got_in.body), "in", got_in.at
+        elif got_out is not None:
+            preview, direction, preview_at = _preview(got_out.body), "out", got_out.at
         items.append(
             QueueItem(
                 flag_id=flag.id,
@@ -213,9 +194,7 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
         )
 
     counts_rows = session.execute(
-        select(Flag.reason, func.count())
-        .outerjoin(Participant, Flag.participant_id == Participant.id)
-        .where(unresolved, flag_clause(viewer))
+        _visible_unresolved(select(Flag.reason, func.count()), caseload)
         .group_by(Flag.reason)
         .order_by(func.count().desc(), Flag.reason)
     ).all()
@@ -223,19 +202,76 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
     return Queue(items=items, total=sum(counts.values()), counts=counts)
 
 
-def _last_from_unknown_senders(
-    session: Session, addresses: list[str | None]
-) -> dict[str, InboundMessage]:
+def _visible_unresolved(query: S, caseload: ColumnElement[bool] | None) -> S:
+    """Restrict a query on `Flag` to unresolved flags the viewer may see (caseload in SQL);
+    `caseload` None means everyone (no join with participants needed)."""
+    query = query.where(Flag.state != "resolved")
+    if caseload is None:
+        return query
+    return query.join(Participant, Flag.participant_id == Participant.id).where(caseload)
+
+
+def _last_messages(
+    session: Session, participant_ids: set[int]
+) -> tuple[dict[int, Last], dict[int, Last]]:
+    """The latest inbound and outbound message of each participant, for the page of flags
+    only: one correlated index probe each on (participant_id, received_at) and
+    (participant_id, created_at), whatever the size of the message tables."""
+    if not participant_ids:
+        return {}, {}
+    last_in = (
+        select(InboundMessage.id)
+        .where(InboundMessage.participant_id == Participant.id)
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    last_out = (
+        select(OutboundMessage.id)
+        .where(OutboundMessage.participant_id == Participant.id)
+        .order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    pairs = session.execute(
+        select(Participant.id, last_in.label("last_in"), last_out.label("last_out")).where(
+            Participant.id.in_(participant_ids)
+        )
+    ).all()
+    in_ids = [p.last_in for p in pairs if p.last_in is not None]
+    out_ids = [p.last_out for p in pairs if p.last_out is not None]
+    inbound: dict[int, Last] = {}
+    outbound: dict[int, Last] = {}
+    if in_ids:
+        for pid, body, at in session.execute(
+            select(
+                InboundMessage.participant_id, InboundMessage.body, InboundMessage.received_at
+            ).where(InboundMessage.id.in_(in_ids))
+        ):
+            if pid is not None:
+                inbound[pid] = Last(body, at)
+    if out_ids:
+        for pid, body, at in session.execute(
+            select(
+                OutboundMessage.participant_id, OutboundMessage.body, OutboundMessage.created_at
+            ).where(OutboundMessage.id.in_(out_ids))
+        ):
+            if pid is not None:
+                outbound[pid] = Last(body, at)
+    return inbound, outbound
+
+
+def _last_from_unknown_senders(session: Session, addresses: list[str | None]) -> dict[str, Last]:
     wanted = [a for a in addresses if a]
     if not wanted:
         return {}
-    latest: dict[str, InboundMessage] = {}
-    for message in session.scalars(
-        select(InboundMessage)
+    latest: dict[str, Last] = {}
+    for address, body, at in session.execute(
+        select(InboundMessage.from_address, InboundMessage.body, InboundMessage.received_at)
         .where(InboundMessage.from_address.in_(wanted), InboundMessage.participant_id.is_(None))
         .order_by(InboundMessage.received_at)
     ):
-        latest[message.from_address] = message
+        latest[address] = Last(body, at)
     return latest
 
 

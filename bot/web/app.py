@@ -13,9 +13,12 @@ from bot.transport.base import Transport
 from bot.transport.factory import make_transport
 
 from . import (
+    admin,
     auth,
+    flags,
     health,
     message_templates,
+    participants,
     program_settings,
     queue,
     reports,
@@ -54,6 +57,9 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(webhook.bp)
     auth.init_app(app)
     app.register_blueprint(queue.bp)
+    app.register_blueprint(participants.bp)
+    app.register_blueprint(flags.bp)
+    app.register_blueprint(admin.bp)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)
     return app

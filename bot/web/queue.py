@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
+from bot.services.audit import record
 from bot.services.queue import load_queue, time_since
 
 from .auth import current_staff
@@ -16,14 +17,26 @@ POLL_SECONDS = 15
 @bp.get("/")
 def index() -> str:
     now = utcnow()
-    queue = load_queue(db(), current_staff())
+    staff = current_staff()
+    queue = load_queue(db(), staff)
+    # Opening the queue shows names and message previews, so it is audited; the polls that
+    # refresh it every few seconds are not (they would bury everything else in the log).
+    record(
+        db(),
+        now=now,
+        action="queue.view",
+        actor="dashboard",
+        user_id=staff.id,
+        detail={"flags_shown": len(queue.items)},
+    )
+    db().commit()
     return render_template(
         "queue.html",
         title="Queue",
         queue=queue,
         now=now,
         time_since=time_since,
-        poll_seconds=POLL_SECONDS,
+        poll_seconds=int(current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)),
     )
 
 

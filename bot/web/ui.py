@@ -24,7 +24,16 @@ def local_date(instant: datetime | None, zone: str) -> str:
     return instant.astimezone(ZoneInfo(zone)).strftime("%a %-d %b %Y")
 
 
+def without_page(args: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in args.items() if k != "page"}
+
+
 def init_app(app: Flask) -> None:
+    from .context import state
+
+    app.jinja_env.filters["zoneinfo"] = ZoneInfo
+    app.jinja_env.filters["dict_without_page"] = without_page
+    app.context_processor(lambda: {"config_zone": state().config.program_timezone})
     app.jinja_env.filters["reason_label"] = reason_label
     app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.filters["local_date"] = local_date

@@ -128,10 +128,22 @@ def test_forms_without_a_csrf_token_are_refused(
 
 
 def test_the_twilio_webhooks_are_exempt_from_csrf(client: FlaskClient) -> None:
-    # No CSRF token: the webhook's own signature check answers (403), not the CSRF guard (400).
-    response = client.post("/twilio/inbound", data={"MessageSid": "SM1", "Body": "hi"})
-    assert response.status_code == 403
-    assert client.post("/login", data={"email": "a@b.org", "password": "x"}).status_code == 400
+    # No CSRF token and no signature: the webhook's own signature check answers (403), not
+    # the CSRF check (400) and not the login guard (302).
+    for path in ("/twilio/inbound", "/twilio/status"):
+        response = client.post(path, data={"From": "+13125550100", "Body": "hi"})
+        assert response.status_code == 403, path
+        assert "expired" not in response.get_data(as_text=True)
+
+
+def test_every_other_post_needs_a_csrf_token(
+    client: FlaskClient, session: Session, now: datetime
+) -> None:
+    make_user(session, now, email="ana@example.org")
+    session.commit()
+    login(client, "ana@example.org")
+    assert client.post("/logout").status_code == 400
+    assert client.get("/").status_code == 200  # still signed in
 
 
 def test_logout_ends_the_session(client: FlaskClient, session: Session, now: datetime) -> None:

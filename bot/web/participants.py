@@ -1,0 +1,387 @@
+"""/participants (search, caseload only) and /participants/<id>: the conversation view and the
+coach's actions on one person. Every query goes through the caseload filter; someone outside it
+is answered 404. Every view and every action writes an audit row."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from bot.models import Appointment, Flag, Participant, User
+from bot.models.appointments import KINDS as APPOINTMENT_KINDS
+from bot.services import conversation as conv
+from bot.services.audit import record
+from bot.services.caseload import caseload_clause, get_visible_participant
+from bot.services.flags import OUTCOMES
+from bot.services.outbox import enqueue
+from bot.services.queue import reason_label
+from messages.segments import count_segments
+from messages.sensitive import find_sensitive_terms
+
+from .auth import current_staff
+from .context import db, utcnow
+
+bp = Blueprint("participants", __name__)
+PAGE_SIZE = 50
+COMMON_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Puerto_Rico",
+)
+OUTCOME_LABELS = {
+    "reached": "Reached them",
+    "rescheduled": "Rescheduled",
+    "referred": "Referred to help",
+    "no_action_needed": "No action needed",
+    "could_not_reach": "Could not reach them",
+    "other": "Other (say in the note)",
+}
+
+
+def audit(action: str, participant_id: int | None, detail: dict[str, Any] | None = None) -> None:
+    record(
+        db(),
+        now=utcnow(),
+        action=action,
+        actor="dashboard",
+        user_id=current_staff().id,
+        participant_id=participant_id,
+        detail=detail,
+    )
+
+
+def participant_or_404(participant_id: int) -> Participant:
+    """The participant, when in the logged-in user's caseload; 404 as if absent otherwise."""
+    participant = get_visible_participant(db(), current_staff(), participant_id)
+    if participant is None:
+        abort(404)
+    return participant
+
+
+def _search_query(q: str) -> Any:
+    query = select(Participant, User.name).outerjoin(User, Participant.coach_id == User.id)
+    query = query.where(caseload_clause(current_staff(), db()))
+    q = q.strip()
+    if q:
+        like = f"%{q.lower()}%"
+        digits = "".join(c for c in q if c.isdigit())
+        conditions: list[ColumnElement[bool]] = [
+            func.lower(Participant.first_name).like(like),
+            func.lower(Participant.external_id).like(like),
+        ]
+        if len(digits) >= 3:
+            conditions.append(Participant.phone.like(f"%{digits}%"))
+        if q.isdigit():
+            conditions.append(cast(Participant.id, String) == q)
+        query = query.where(or_(*conditions))
+    return query
+
+
+@bp.get("/participants")
+def index() -> str:
+    q = request.args.get("q", "")
+    status = request.args.get("status", "")
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    query = _search_query(q)
+    if status in ("active", "paused", "opted_out", "closed"):
+        query = query.where(Participant.status == status)
+    total = db().scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = (
+        db()
+        .execute(
+            query.order_by(Participant.first_name, Participant.id)
+            .limit(PAGE_SIZE)
+            .offset((page - 1) * PAGE_SIZE)
+        )
+        .all()
+    )
+    open_flags: dict[int, int] = {}
+    ids = [row.Participant.id for row in rows]
+    if ids:
+        open_flags = {
+            pid: int(n)
+            for pid, n in db().execute(
+                select(Flag.participant_id, func.count())
+                .where(Flag.participant_id.in_(ids), Flag.state != "resolved")
+                .group_by(Flag.participant_id)
+            )
+            if pid is not None
+        }
+    # The list shows names: a search or a page of it is a view worth recording.
+    if q:
+        audit("participants.search", None, {"query": q[:80], "results": int(total)})
+    else:
+        audit("participants.list", None, {"page": page, "results": int(total)})
+    db().commit()
+    return render_template(
+        "participants.html",
+        title="Participants",
+        rows=rows,
+        total=total,
+        q=q,
+        status=status,
+        page=page,
+        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        open_flags=open_flags,
+    )
+
+
+@bp.get("/participants.csv")
+def export() -> Response:
+    """The caseload as CSV (the same SQL filter as the list)."""
+    rows = db().execute(_search_query("").order_by(Participant.external_id)).all()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["external_id", "first_name", "phone", "status", "language", "timezone", "coach"]
+    )
+    for row in rows:
+        p: Participant = row.Participant
+        writer.writerow(
+            [p.external_id, p.first_name, p.phone, p.status, p.language, p.timezone, row.name or ""]
+        )
+    audit("participants.export", None, {"rows": len(rows)})
+    db().commit()
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=participants.csv"},
+    )
+
+
+@bp.get("/participants/<int:participant_id>")
+def detail(participant_id: int) -> str:
+    session = db()
+    now = utcnow()
+    participant = participant_or_404(participant_id)
+    before = None
+    before_arg = request.args.get("before")
+    if before_arg:
+        try:
+            before = datetime.fromisoformat(before_arg)
+        except ValueError:
+            abort(400)
+        if before.tzinfo is None:
+            abort(400)
+    thread, more = conv.load_thread(session, participant, before=before)
+    open_flags, resolved_flags = conv.flags_for(session, participant)
+    coach = session.get(User, participant.coach_id) if participant.coach_id else None
+    staff_names = {
+        u.id: u.name
+        for u in session.scalars(
+            select(User).where(User.id.in_({e.sent_by for e in thread if e.sent_by}))
+        )
+    }
+    quiet = conv.quiet_hours_for(session, participant, now)
+    audit("participant.view", participant.id)
+    session.commit()
+    return render_template(
+        "participant.html",
+        title=participant.first_name,
+        p=participant,
+        coach=coach,
+        thread=thread,
+        more=more,
+        open_flags=open_flags,
+        resolved_flags=resolved_flags,
+        appointments=conv.appointments_for(session, participant, now),
+        consent=conv.consent_history(session, participant),
+        contacts=conv.upcoming_contacts(session, participant, now),
+        quiet=quiet,
+        now=now,
+        staff_names=staff_names,
+        reply_key=secrets.token_urlsafe(12),
+        outcomes=[(o, OUTCOME_LABELS.get(o, o)) for o in OUTCOMES],
+        appointment_kinds=APPOINTMENT_KINDS,
+        common_zones=COMMON_ZONES,
+        reason_label=reason_label,
+        max_reply=conv.MAX_REPLY_CHARS,
+    )
+
+
+def _back(participant: Participant, anchor: str = "") -> WerkzeugResponse:
+    return redirect(url_for("participants.detail", participant_id=participant.id) + anchor)
+
+
+@bp.post("/participants/<int:participant_id>/reply")
+def reply(participant_id: int) -> WerkzeugResponse:
+    session = db()
+    now = utcnow()
+    staff = current_staff()
+    participant = participant_or_404(participant_id)
+    try:
+        conv.check_can_text(participant)
+        body = conv.clean_reply(request.form.get("body", ""))
+    except conv.ChangeError as exc:
+        flash(str(exc), "error")
+        return _back(participant, "#reply")
+    sensitive = find_sensitive_terms(body)
+    if sensitive and not (staff.sees_everyone and request.form.get("send_anyway") == "yes"):
+        flash(
+            "Texts can be read by anyone who picks up the phone, so they never name treatment, "
+            f"supervision or court details. Please rephrase without: {', '.join(sensitive)}.",
+            "error",
+        )
+        return _back(participant, "#reply")
+    key = request.form.get("reply_key", "").strip()[:40] or secrets.token_urlsafe(12)
+    quiet = conv.quiet_hours_for(session, participant, now)
+    result = enqueue(
+        session,
+        idempotency_key=f"coach_reply:{participant.id}:{key}",
+        purpose="coach_reply",
+        channel=participant.channel,
+        to_address=participant.address,
+        body=body,
+        now=now,
+        send_after=quiet.sends_at,
+        participant_id=participant.id,
+        created_by_id=staff.id,
+    )
+    if result.created:
+        audit(
+            "participant.reply",
+            participant.id,
+            {"outbound_message_id": result.message.id, "segments": result.message.segments},
+        )
+    session.commit()
+    segments = count_segments(body).segments
+    when = (
+        "It is quiet hours for them, so it will go at "
+        f"{quiet.sends_at.astimezone(ZoneInfo(participant.timezone)):%-I:%M %p} their time."
+        if quiet.now_in_quiet
+        else "It goes out in a moment."
+    )
+    flash(f"Reply queued ({segments} text{'s' if segments != 1 else ''}). {when}", "success")
+    return _back(participant, "#thread-end")
+
+
+@bp.post("/participants/<int:participant_id>/pause")
+def pause(participant_id: int) -> WerkzeugResponse:
+    return _set_paused(participant_id, True)
+
+
+@bp.post("/participants/<int:participant_id>/resume")
+def resume(participant_id: int) -> WerkzeugResponse:
+    return _set_paused(participant_id, False)
+
+
+def _set_paused(participant_id: int, paused: bool) -> WerkzeugResponse:
+    participant = participant_or_404(participant_id)
+    try:
+        changed = conv.set_paused(participant, paused, utcnow())
+    except conv.ChangeError as exc:
+        flash(str(exc), "error")
+        return _back(participant)
+    if changed:
+        audit("participant.pause" if paused else "participant.resume", participant.id)
+        db().commit()
+        flash(
+            "Check-ins paused. Replies and reminders you send still go out."
+            if paused
+            else "Check-ins resumed.",
+            "success",
+        )
+    return _back(participant)
+
+
+@bp.post("/participants/<int:participant_id>/details")
+def update_details(participant_id: int) -> WerkzeugResponse:
+    participant = participant_or_404(participant_id)
+    try:
+        changes = conv.update_details(
+            db(),
+            participant,
+            phone=request.form.get("phone", ""),
+            timezone=request.form.get("timezone", ""),
+            language=request.form.get("language", ""),
+            now=utcnow(),
+        )
+    except conv.ChangeError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(participant, "#details")
+    if changes:
+        audit("participant.edit", participant.id, {"changed": changes})
+        db().commit()
+        flash("Details saved. Upcoming texts are planned again.", "success")
+    else:
+        flash("Nothing changed.", "info")
+    return _back(participant, "#details")
+
+
+def _appointment_or_404(participant: Participant, appointment_id: int) -> Appointment:
+    appointment = (
+        db()
+        .scalars(
+            select(Appointment).where(
+                Appointment.id == appointment_id, Appointment.participant_id == participant.id
+            )
+        )
+        .first()
+    )
+    if appointment is None:
+        abort(404)
+    return appointment
+
+
+@bp.post("/participants/<int:participant_id>/appointments")
+def add_appointment(participant_id: int) -> WerkzeugResponse:
+    participant = participant_or_404(participant_id)
+    try:
+        appointment = conv.add_appointment(
+            db(),
+            participant,
+            kind=request.form.get("kind", ""),
+            starts_local=request.form.get("starts_at", ""),
+            location=request.form.get("location", ""),
+            now=utcnow(),
+        )
+    except conv.ChangeError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(participant, "#appointments")
+    audit("appointment.add", participant.id, {"appointment_id": appointment.id})
+    db().commit()
+    flash("Appointment added; reminders will be planned.", "success")
+    return _back(participant, "#appointments")
+
+
+@bp.post("/participants/<int:participant_id>/appointments/<int:appointment_id>/move")
+def move_appointment(participant_id: int, appointment_id: int) -> WerkzeugResponse:
+    participant = participant_or_404(participant_id)
+    appointment = _appointment_or_404(participant, appointment_id)
+    try:
+        conv.move_appointment(
+            appointment, participant, starts_local=request.form.get("starts_at", ""), now=utcnow()
+        )
+    except conv.ChangeError as exc:
+        flash(str(exc), "error")
+        return _back(participant, "#appointments")
+    audit("appointment.move", participant.id, {"appointment_id": appointment.id})
+    db().commit()
+    flash("Appointment moved; reminders are planned again for the new time.", "success")
+    return _back(participant, "#appointments")
+
+
+@bp.post("/participants/<int:participant_id>/appointments/<int:appointment_id>/cancel")
+def cancel_appointment(participant_id: int, appointment_id: int) -> WerkzeugResponse:
+    participant = participant_or_404(participant_id)
+    appointment = _appointment_or_404(participant, appointment_id)
+    if conv.cancel_appointment(appointment, utcnow()):
+        audit("appointment.cancel", participant.id, {"appointment_id": appointment.id})
+        db().commit()
+        flash("Appointment cancelled; its reminders will not be sent.", "success")
+    return _back(participant, "#appointments")
