@@ -242,6 +242,6 @@ def _drive_the_demo(process: subprocess.Popen[str], port: int, tmp_path: Path, l
         data={"csrf_token": token.group(1), "participant_id": chosen.group(1)},
         timeout=30,
     )
-    assert "Scheduler pass done. tick " in tick.text
+    assert "Scheduler pass done: " in tick.text
     # The background worker ticks too (its first pass runs at start-up).
     assert _wait_for(lambda: '"event": "demo.tick"' in log.read_text())

@@ -226,6 +226,13 @@ def run_tick() -> ResponseReturnValue:
     db().commit()
     app_state = state()
     summary = simulated_tick(app_state.sessions, app_state.transport, app_state.config, utcnow())
-    flash(f"Scheduler pass done. {summary.line()}", "info")
+    s, sweep = summary.send, summary.sweep
+    flash(
+        f"Scheduler pass done: {s.sent} text(s) sent, {s.deferred} moved out of quiet hours, "
+        f"{s.skipped + s.cancelled} skipped or cancelled; {summary.plan.created} new "
+        f"contact(s) planned; {sweep.get('flags_opened', 0)} flag(s) opened, "
+        f"{sweep.get('pages', 0)} page(s) to staff queued.",
+        "info",
+    )
     target = request.form.get("participant_id", type=int)
     return redirect(url_for(".index", participant=target) if target else url_for(".index"))

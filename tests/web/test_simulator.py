@@ -165,7 +165,8 @@ def test_run_the_scheduler_now_runs_the_real_tick_with_the_simulated_transport(
     )
 
     text = response.get_data(as_text=True)
-    assert "Scheduler pass done. tick 2026-03-02T15:00:00Z: planned 2 participant(s)" in text
+    # Luis and Sam: a welcome and the day-1 check-in each.
+    assert "Scheduler pass done: 4 text(s) sent" in text
     # Released yesterday, enrolled now at 10:00 local: the welcome and the day-1 check-in.
     sent = transport.messages_to("+13125550111")
     assert [m.idempotency_key.split(":")[0] for m in sent] == ["contact", "contact"]
