@@ -10,26 +10,33 @@ as any participant through the real inbound path.
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import logging
 import secrets
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config, ConfigError, load_config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from bot.log import log_event
-from bot.models import ConsentEvent, InboundMessage, OutboundMessage, Participant, User
+from bot.models import (
+    ConsentEvent,
+    InboundMessage,
+    OutboundMessage,
+    Participant,
+    PlannedContact,
+    User,
+)
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
 from bot.services.importer import import_appointments, import_participants
 from bot.services.seed import seed_defaults
@@ -38,6 +45,8 @@ from bot.services.users import create_user
 from bot.timeutil import local_datetime
 from bot.transport.base import Transport
 from bot.transport.simulated import SimulatedTransport
+from scheduler.plan import plan
+from scheduler.tick import TickSummary, default_worker_id, tick
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,7 @@ REPLIES = {
 }
 PARTICIPANT_COUNT = 40
 WORKER_SECONDS = 20
+OPT_OUT_AGO = timedelta(days=2, hours=3)
 
 
 def _demo_password(role: str) -> str:
@@ -103,6 +113,7 @@ def seed_demo(database_url: str, now: datetime) -> list[tuple[str, str, str]]:
         _seed_participants(session, now)
         _seed_appointments(session, now)
         _seed_history(session, now)
+        _plan_around_history(session, now)
     engine.dispose()
     return logins
 
@@ -127,13 +138,17 @@ def _seed_participants(session: Session, now: datetime) -> None:
         recorded_by="demo",
     )
     # The importer records "enrolled now"; in the demo people joined on their release date.
+    enrolled_at: dict[int, datetime] = {}
     for participant in session.scalars(select(Participant)):
         enrolled = min(
             now, local_datetime(participant.release_date, time(9), ZoneInfo(participant.timezone))
         )
         participant.enrolled_at = enrolled
         participant.consent_at = enrolled
+        enrolled_at[participant.id] = enrolled
         participant.created_at = enrolled
+    for event in session.scalars(select(ConsentEvent)):
+        event.at = min(event.at, enrolled_at[event.participant_id])
 
 
 def _seed_appointments(session: Session, now: datetime) -> None:
@@ -251,9 +266,11 @@ def _seed_history(session: Session, now: datetime) -> None:
             )
         misses = 0
         last_miss: datetime | None = None
+        # Nothing is sent after an opt-out (the seeded STOP of person 27, 2 days ago).
+        history_until = now - (OPT_OUT_AGO if i == 27 else timedelta(hours=1))
         for n, day in enumerate(days, start=1):
             sent_at = local_datetime(released + timedelta(days=day), time(10), zone)
-            if sent_at >= now - timedelta(hours=1):
+            if sent_at >= history_until:
                 break
             status = "undelivered" if (i % 11 == 4 and n == 3) else "delivered"
             history.outbound(
@@ -273,6 +290,38 @@ def _seed_history(session: Session, now: datetime) -> None:
         # no_reply opens when the reply window after the last unanswered check-in has passed.
         overdue = last_miss is not None and now - last_miss > timedelta(hours=48)
         _seed_flags(session, history, person, i, misses if overdue else 0, coordinator)
+
+
+def _plan_around_history(session: Session, now: datetime) -> None:
+    """Run the real planner, then tie each seeded welcome and check-in to its planned contact
+    and mark it sent, as the scheduler would have. Without this the first tick would send
+    today's check-in (and a recent welcome) a second time, and `checkin plan` would call the
+    contacts of the seeded history `skipped`."""
+    plan(session, now)
+    contacts = {
+        (c.participant_id, c.kind, c.send_after): c
+        for c in session.scalars(
+            select(PlannedContact).where(
+                PlannedContact.kind.in_(("welcome", "checkin")), PlannedContact.send_after <= now
+            )
+        )
+    }
+    seeded = session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.purpose.in_(("welcome", "checkin")),
+            OutboundMessage.planned_contact_id.is_(None),
+        )
+    )
+    for message in seeded:
+        assert message.participant_id is not None
+        contact = contacts.get((message.participant_id, message.purpose, message.send_after))
+        if contact is None:
+            continue
+        contact.state = "sent"
+        contact.state_reason = None
+        contact.decided_at = message.sent_at
+        message.planned_contact_id = contact.id
+    session.flush()
 
 
 def _seed_flags(
@@ -313,7 +362,7 @@ def _seed_flags(
             user_id=coach_id,
         )
     elif i == 27:
-        at = now - timedelta(days=2, hours=3)
+        at = now - OPT_OUT_AGO
         history.inbound(person, "STOP", at, intent="stop")
         person.status = "opted_out"
         person.opted_out_at = at
@@ -393,56 +442,84 @@ def _seed_flags(
 # Running it
 
 
-def _find_tick() -> Callable[..., Any] | None:
-    try:
-        from scheduler import tick as tick_module
-    except ImportError:
-        return None
-    tick = getattr(tick_module, "tick", None)
-    return tick if callable(tick) else None
+def simulated_tick(
+    sessions: sessionmaker[Session],
+    transport: Transport,
+    config: Config,
+    now: datetime,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TickSummary:
+    """One real scheduler pass (plan, send due, sweep) through the demo's transport.
+
+    Not rate-limited: the limiter paces calls to Twilio's API and, in the demo, every send goes
+    to the in-memory simulated transport, so pacing would only make the phone simulator's
+    "Run the scheduler now" button slow."""
+    return tick(
+        sessions,
+        transport,
+        config,
+        now,
+        worker_id=f"demo:{default_worker_id()}",
+        rate_limited=False,
+        should_stop=should_stop,
+    )
 
 
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
+class DemoWorker:
+    """`checkin worker` inside the demo process: the same `tick(now)` every `interval` seconds
+    on a background thread, with the web app's sessions and SimulatedTransport, so what the
+    schedule sends shows up on the phone simulator page.
 
+    A thread rather than `run_worker`: that one installs signal handlers and builds its own
+    transport from the environment (which would be Twilio when credentials are set).
+    `stop()` sets the flag the tick checks between steps and waits for the pass in progress."""
 
-def _sessions(database_url: str) -> sessionmaker[Session]:
-    with _engines_lock:
-        if database_url not in _engines:
-            _engines[database_url] = make_engine(database_url)
-        return make_session_factory(_engines[database_url])
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        transport: Transport,
+        config: Config,
+        *,
+        interval_seconds: float = WORKER_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sessions = sessions
+        self.transport = transport
+        self.config = config
+        self.interval_seconds = interval_seconds
+        self.clock = clock
+        self.ticks = 0
+        self.last: TickSummary | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="checkin-demo-worker", daemon=True)
 
+    def start(self) -> None:
+        self._thread.start()
 
-def run_tick_once(config: Config, transport: Transport, now: datetime) -> str:
-    """One scheduler pass (plan, send due, sweep) with this transport; a one-line summary."""
-    tick = _find_tick()
-    if tick is None:
-        return "The scheduler is not installed in this build; nothing is sent on a schedule."
-    parameters = inspect.signature(tick).parameters
-    kwargs: dict[str, Any] = {}
-    for name, value in (("now", now), ("transport", transport), ("config", config)):
-        if name in parameters:
-            kwargs[name] = value
-    result = tick(_sessions(config.database_url), **kwargs)
-    return f"Scheduler pass done: {result}" if result is not None else "Scheduler pass done."
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
-
-def start_worker(config: Config, transport: Transport, stop: threading.Event) -> str:
-    """Run a scheduler pass every 20 s in a background thread, with the web app's simulated
-    transport, so the simulator page shows what the schedule sends."""
-    if _find_tick() is None:
-        return "Scheduler: not installed in this build; nothing is sent on a schedule."
-
-    def loop() -> None:
-        while not stop.is_set():
+    def _loop(self) -> None:
+        while not self._stop.is_set():
             try:
-                run_tick_once(config, transport, datetime.now(UTC))
+                summary = simulated_tick(
+                    self.sessions,
+                    self.transport,
+                    self.config,
+                    self.clock(),
+                    should_stop=self._stop.is_set,
+                )
             except Exception as exc:  # the demo keeps serving if one pass fails
+                log.exception("demo tick failed")
                 log_event(log, "demo.tick_failed", logging.ERROR, error=type(exc).__name__)
-            stop.wait(WORKER_SECONDS)
-
-    threading.Thread(target=loop, name="checkin-demo-worker", daemon=True).start()
-    return f"Scheduler: running every {WORKER_SECONDS} s in the background (simulated transport)."
+            else:
+                self.ticks += 1
+                self.last = summary
+                log_event(log, "demo.tick", **summary.as_log())
+            self._stop.wait(self.interval_seconds)
 
 
 def run_demo(host: str, port: int) -> int:
@@ -463,8 +540,9 @@ def run_demo(host: str, port: int) -> int:
         demo=True,
         secret_key=config.secret_key or secrets.token_hex(32),
         public_base_url=f"http://{host}:{port}",
-        # The demo never calls Twilio, whatever credentials are set (DESIGN.md, Precise rules);
-        # the auth token is kept only to sign the simulator's own inbound requests.
+        # The demo never calls Twilio, whatever credentials are set (DESIGN.md, Precise rules):
+        # demo=True turns `twilio_enabled` off and the transport below is built here, not from
+        # the environment. The auth token is kept only to sign the simulator's inbound requests.
         twilio_auth_token=config.twilio_auth_token or secrets.token_hex(16),
         twilio_from_number=config.twilio_from_number or DEMO_PROGRAM_NUMBER,
         program_name=config.program_name
@@ -477,16 +555,29 @@ def run_demo(host: str, port: int) -> int:
 
     transport = SimulatedTransport()
     app = create_app(config, transport)
-    stop = threading.Event()
-    worker_note = start_worker(config, transport, stop)
+    app_state = app.extensions["checkin"]
+    worker = DemoWorker(app_state.sessions, transport, config)
     click.echo(f"Dashboard: http://{host}:{port}/")
     for role, email, password in logins:
         click.echo(f"{role} {email} {password}")
-    click.echo(worker_note)
+    click.echo(
+        f"Scheduler: the worker's tick runs every {WORKER_SECONDS} s in this process "
+        "(plan, send due, sweep) with the simulated transport."
+    )
     click.echo(f"Phone simulator: http://{host}:{port}/simulator (text as any participant)")
     click.echo("Simulated transport: nothing is sent for real. Stop with Ctrl-C.")
+    # SIGTERM stops the demo as Ctrl-C does: the server unwinds and the worker finishes its step.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    worker.start()
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
     finally:
-        stop.set()
+        worker.stop()
+    click.echo("Demo stopped.")
     return 0
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -128,11 +128,16 @@ def apply_status(
     )
     # Acting once per message: a repeated callback does not count a second failure.
     if code is not None and code_is_new and message.participant_id is not None:
-        _act_on_error(session, message, code, now=now)
+        act_on_error_code(session, message, code, now=now)
     return StatusOutcome(known=True, moved=moved, status=message.status)
 
 
-def _act_on_error(session: Session, message: OutboundMessage, code: int, *, now: datetime) -> None:
+def act_on_error_code(
+    session: Session, message: OutboundMessage, code: int, *, now: datetime
+) -> None:
+    """What a Twilio error code on a participant's message means for them, whether it came in a
+    status callback or as the answer to the send itself (scheduler/send.py): 21610 (they told
+    the carrier STOP) opts them out; a delivery-failure code flags `delivery_failed`."""
     participant = session.get(Participant, message.participant_id)
     if participant is None:
         return

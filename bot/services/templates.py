@@ -205,8 +205,13 @@ class Preview:
         }
 
 
-def preview(key: str, language: str, body: str) -> Preview:
+def preview(
+    key: str, language: str, body: str, *, program: Mapping[str, str] | None = None
+) -> Preview:
     """The body rendered for a sample participant, its SMS cost, and any sensitive word.
+
+    `program` (program_name, program_phone) replaces the sample's made-up program, so the
+    preview and its segment count are what this program's participants would really get.
 
     Sensitive words are looked for in the template as written (a coordinator's own words), not
     in the sample names, so a warning always points at something the coordinator can change.
@@ -214,7 +219,8 @@ def preview(key: str, language: str, body: str) -> Preview:
     sensitive = find_sensitive_terms(body)
     try:
         check_body(key, body)
-        text = render_template(body, sample_context(language), allowed_placeholders_for(key))
+        context = {**sample_context(language), **(program or {})}
+        text = render_template(body, context, allowed_placeholders_for(key))
     except TemplateRefused as exc:
         return Preview(None, exc, None, len(body), 0, (), sensitive)
     except TemplateError as exc:

@@ -67,6 +67,9 @@ class TwilioTransport:
         whatsapp_from: str | None,
     ) -> None:
         self.client = client
+        # The SDK loads its REST modules on first use (~100 ms): do it now, not inside the
+        # first paced send, which would then leave late and bunch with the next one.
+        _ = client.messages
         self.from_number = from_number
         self.messaging_service_sid = messaging_service_sid
         self.whatsapp_from = whatsapp_from

@@ -405,6 +405,9 @@ def nav_items() -> list[dict[str, Any]]:
             continue
         current = path == href if href == "/" else path == href or path.startswith(href + "/")
         items.append({"href": href, "label": label, "current": current})
-    if state().config.demo:
-        items.append({"href": "/simulator", "label": "Phone simulator", "current": False})
+    if state().config.demo and current_user.role in ("coordinator", "admin"):
+        # The simulator is for coordinators and admins (coaches get 403 there).
+        items.append(
+            {"href": "/simulator", "label": "Phone simulator", "current": path == "/simulator"}
+        )
     return items

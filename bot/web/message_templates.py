@@ -66,12 +66,19 @@ def _render_editor(
             description=describe_key(template.key),
             language_name=LANGUAGE_NAMES.get(template.language, template.language),
             versions=list_versions(db(), template),
-            preview=preview(template.key, template.language, body),
+            preview=preview(template.key, template.language, body, program=_program()),
             max_chars=MAX_BODY_CHARS,
             zone=state().config.program_timezone,
         ),
         status,
     )
+
+
+def _program() -> dict[str, str]:
+    """This program's name and phone for the preview, instead of the sample's made-up ones."""
+    config = state().config
+    values = {"program_name": config.program_name, "program_phone": config.program_phone}
+    return {name: value for name, value in values.items() if value}
 
 
 @bp.get("/templates/<int:template_id>")
@@ -108,7 +115,7 @@ def preview_json(template_id: int) -> ResponseReturnValue:
     body = payload.get("body")
     if not isinstance(body, str):
         return jsonify({"error": 'send {"body": "..."}'}), 400
-    return jsonify(preview(template.key, template.language, body).as_json())
+    return jsonify(preview(template.key, template.language, body, program=_program()).as_json())
 
 
 @bp.post("/templates/<int:template_id>/restore/<int:version>")

@@ -18,10 +18,10 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 from twilio.request_validator import RequestValidator
-from werkzeug.exceptions import HTTPException
 
 from bot.models import InboundMessage, OutboundMessage, Participant, PlannedContact, User
 from bot.transport.simulated import SimulatedTransport
+from messages.keywords import classify_keyword
 
 from .auth import roles_required
 from .context import db, state, utcnow
@@ -67,14 +67,6 @@ def inbound_form(participant: Participant, body: str) -> dict[str, str]:
     }
 
 
-def webhook_installed() -> bool:
-    try:
-        current_app.url_map.bind("localhost").match(INBOUND_PATH, method="POST")
-    except HTTPException:
-        return False
-    return True
-
-
 def send_as_participant(participant: Participant, body: str) -> tuple[int, list[str]]:
     """Post a signed inbound message to the app's own webhook; the status and the replies."""
     config = state().config
@@ -93,6 +85,21 @@ def send_as_participant(participant: Participant, body: str) -> tuple[int, list[
         root = ET.fromstring(response.data)  # noqa: S314 - our own webhook's TwiML
         replies = [(m.text or "").strip() for m in root.iter("Message")]
     return response.status_code, replies
+
+
+# How an outbound row looks from the participant's phone. Nothing posts status callbacks in the
+# demo, so a text the simulated transport accepted stays "queued" (as Twilio first answers).
+_PHONE_STATUS = {
+    "pending": "waiting to send",
+    "sending": "waiting to send",
+    "queued": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "undelivered": "not delivered",
+    "failed": "not delivered",
+    "unknown": "outcome unknown",
+    "cancelled": "cancelled, not sent",
+}
 
 
 def _thread(participant: Participant) -> list[dict[str, Any]]:
@@ -117,7 +124,7 @@ def _thread(participant: Participant) -> list[dict[str, Any]]:
             "direction": "out",
             "body": m.body,
             "at": m.sent_at or m.send_after,
-            "status": m.status,
+            "status": _PHONE_STATUS.get(m.status, m.status),
             "purpose": m.purpose,
         }
         for m in outbound
@@ -182,9 +189,6 @@ def send() -> ResponseReturnValue:
     if not body:
         flash("Type a message first.", "error")
         return redirect(target)
-    if not webhook_installed():
-        flash("This build has no inbound webhook yet, so texts cannot be received.", "error")
-        return redirect(target)
     # End this request's transaction before the webhook opens its own: SQLite allows one writer.
     session.commit()
     try:
@@ -196,6 +200,14 @@ def send() -> ResponseReturnValue:
         flash(f"The webhook answered {status}; see the server log.", "error")
     elif replies:
         flash("The bot answered at once: " + " / ".join(replies), "success")
+    elif classify_keyword(body).carrier_handled:
+        # The webhook answers <Response/> here on purpose: Twilio itself sends its standard
+        # opt-out / opt-in confirmation for these words, and a second one would be noise.
+        flash(
+            "Received. Twilio answers this keyword itself with its standard confirmation, "
+            "so the bot sends nothing.",
+            "info",
+        )
     else:
         flash(
             "Received. No automatic answer to this one; it is in the coach's conversation view.",
@@ -207,10 +219,20 @@ def send() -> ResponseReturnValue:
 @bp.post("/simulator/tick")
 @roles_required("coordinator", "admin")
 def run_tick() -> ResponseReturnValue:
-    from bot.demo import run_tick_once
+    """One real scheduler pass (the worker's `tick`) now, with the app's simulated transport."""
+    from bot.demo import simulated_tick
 
+    # End this request's transaction first: the tick opens its own sessions (one SQLite writer).
     db().commit()
-    summary = run_tick_once(state().config, state().transport, utcnow())
-    flash(summary, "info")
+    app_state = state()
+    summary = simulated_tick(app_state.sessions, app_state.transport, app_state.config, utcnow())
+    s, sweep = summary.send, summary.sweep
+    flash(
+        f"Scheduler pass done: {s.sent} text(s) sent, {s.deferred} moved out of quiet hours, "
+        f"{s.skipped + s.cancelled} skipped or cancelled; {summary.plan.created} new "
+        f"contact(s) planned; {sweep.get('flags_opened', 0)} flag(s) opened, "
+        f"{sweep.get('pages', 0)} page(s) to staff queued.",
+        "info",
+    )
     target = request.form.get("participant_id", type=int)
     return redirect(url_for(".index", participant=target) if target else url_for(".index"))

@@ -4,14 +4,17 @@ and unsafe templates are refused."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from bot.models import Template
+from bot.models import OutboundMessage, PlannedContact, Template
 from bot.services.templates import participant_context, render_message, seed_default_templates
+from scheduler.plan import plan
+from scheduler.tick import tick
 from tests.factories import TEST_PASSWORD, make_participant, make_user
 
 from .coordinator_support import ARTIFACTS, LiveApp, browser_page, live_app, sign_in
@@ -30,7 +33,19 @@ def _seed(live: LiveApp) -> dict[str, Any]:
             session, now, role="coordinator", email="cora@example.org", name="Cora Coordinator"
         )
         coach = make_user(session, now, email="rosa@example.org", name="Rosa Diaz")
-        person = make_participant(session, now, first_name="Luis", language="es", coach_id=coach.id)
+        # Released tomorrow (New York): the welcome is the first contact and the day-1
+        # check-in, the first of the cadence, uses variant checkin.1.
+        tomorrow = now.astimezone(ZoneInfo("America/New_York")).date() + timedelta(days=1)
+        person = make_participant(
+            session,
+            now,
+            first_name="Luis",
+            language="es",
+            coach_id=coach.id,
+            phone="+13125550177",
+            timezone="America/New_York",
+            release_date=tomorrow,
+        )
         template = session.scalars(
             select(Template).where(Template.key == "checkin.1", Template.language == "es")
         ).one()
@@ -48,11 +63,35 @@ def _next_spanish_checkin(live: LiveApp, participant_id: int) -> str:
         return render_message(session, "checkin.1", person.language, context)
 
 
+def _next_checkin(live: LiveApp, participant_id: int) -> PlannedContact:
+    """The participant's next check-in as the real planner plans it."""
+    now = datetime.now(UTC)
+    with live.sessions() as session:
+        plan(session, now)
+        session.commit()
+        contact = session.scalars(
+            select(PlannedContact)
+            .where(
+                PlannedContact.participant_id == participant_id,
+                PlannedContact.kind == "checkin",
+                PlannedContact.state == "planned",
+                PlannedContact.send_after > now,
+            )
+            .order_by(PlannedContact.send_after)
+        ).first()
+        assert contact is not None
+        session.expunge(contact)
+        return contact
+
+
 def test_coordinator_edits_previews_saves_and_restores_the_spanish_checkin(
     live_app: LiveApp, browser_page: Any
 ) -> None:
     page, base = browser_page, live_app.url
     seeded = _seed(live_app)
+    # The template edited below is the variant Luis's next check-in will use.
+    next_checkin = _next_checkin(live_app, seeded["participant_id"])
+    assert next_checkin.template_key == "checkin.1"
     sign_in(page, base, "cora@example.org", TEST_PASSWORD)
 
     page.click("text=Messages")
@@ -82,6 +121,24 @@ def test_coordinator_edits_previews_saves_and_restores_the_spanish_checkin(
     assert _next_spanish_checkin(live_app, seeded["participant_id"]) == (
         "Hola Luis, ¿cómo va la semana? Cuéntame, aquí estoy. Rosa"
     )
+    # The real scheduler pass at the slot of that check-in sends Luis the new wording.
+    summary = tick(
+        live_app.sessions,
+        live_app.transport,
+        live_app.config,
+        next_checkin.send_after,
+        rate_limited=False,
+    )
+    assert summary.send.sent >= 1
+    with live_app.sessions() as session:
+        sent = session.scalars(
+            select(OutboundMessage).where(OutboundMessage.planned_contact_id == next_checkin.id)
+        ).one()
+        # Handed to the (simulated) provider, which answers "queued" as Twilio does.
+        assert sent.provider_sid is not None and sent.purpose == "checkin"
+    texts = [m.body for m in live_app.transport.messages_to("+13125550177")]
+    assert "Hola Luis, ¿cómo va la semana? Cuéntame, aquí estoy. Rosa" in texts
+    assert sent.body == "Hola Luis, ¿cómo va la semana? Cuéntame, aquí estoy. Rosa"
 
     page.click("text=Restore version 1")
     page.locator(".notice--success").filter(has_text="Restored version 1 as version 3").wait_for()

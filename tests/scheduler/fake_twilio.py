@@ -10,7 +10,8 @@ from urllib.parse import parse_qs
 
 
 class FakeTwilio:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int = 0) -> None:
+        # Port 0: the OS picks a free port, so parallel test runs never collide.
         self.received: list[dict[str, str]] = []
         self.lock = threading.Lock()
         fake = self
@@ -32,7 +33,7 @@ class FakeTwilio:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeTwilio:

@@ -55,7 +55,7 @@ def test_two_tick_processes_at_once_send_each_due_message_exactly_once(
     sessions: sessionmaker[Session], database_url: str, tmp_path: Path
 ) -> None:
     _seed(sessions, 40)
-    with FakeTwilio(4012) as twilio:
+    with FakeTwilio() as twilio:
         env = _env(database_url, twilio.url)
         procs = [
             subprocess.Popen(
@@ -114,7 +114,7 @@ def test_worker_killed_mid_send_never_causes_a_second_send(
     sessions: sessionmaker[Session], database_url: str, tmp_path: Path, when: str
 ) -> None:
     _seed(sessions, 1)
-    with FakeTwilio(4013) as twilio:
+    with FakeTwilio() as twilio:
         env = _env(database_url, twilio.url)
         killed = subprocess.run(
             [sys.executable, "-c", KILLER, when, NOW.isoformat()],

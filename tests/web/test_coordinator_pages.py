@@ -153,6 +153,20 @@ def test_the_preview_endpoint_renders_counts_segments_and_warns(
     assert client.post(f"{path}/preview", json={"body": "hi"}).status_code in (400, 403)
 
 
+def test_the_preview_uses_this_programs_name_and_phone(
+    client: FlaskClient, seeded: dict[str, int]
+) -> None:
+    _as_coordinator(client)
+    path = f"/templates/{seeded['template']}"
+    token = csrf_from(client.get(path))
+    answer = client.post(
+        f"{path}/preview",
+        json={"body": "{{ program_name }}: {{ program_phone }}"},
+        headers={"X-CSRFToken": token},
+    )
+    assert answer.json["text"] == "Homecoming Peers: +1 555 010 0100"
+
+
 def test_saving_settings_says_how_many_future_contacts_changed(
     client: FlaskClient, seeded: dict[str, int], sessions: sessionmaker[Session], now: datetime
 ) -> None:

@@ -1,0 +1,184 @@
+"""Send-rate benchmark (issue 5, point 8): the sender held at a configured rate across workers.
+
+    BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres \\
+        .venv/bin/python bench/send_rate.py [--port 4020] [--rates 10,100] [--seconds 15]
+
+For each rate: a private PostgreSQL database with `rate * seconds` pending outbox messages (one
+per participant, so batches fill), a local fake Twilio Messages endpoint (this process, an HTTP
+server on 127.0.0.1:PORT answering 201 like Twilio), and TWO `checkin tick` processes started
+at once with SEND_RATE_PER_SECOND=rate and TWILIO_API_BASE pointing at the fake, so every
+request goes through the real TwilioTransport (the official SDK). The fake timestamps each
+request as it arrives; the bench prints the mean rate ((n - 1) / (last - first)) and the largest
+number of requests in any sliding 1-second window [t, t + 1) starting at an arrival.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
+from scheduler.plan import load_rules
+
+NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 EST: outside quiet hours
+CHECKIN = str(Path(sys.executable).parent / "checkin")
+
+
+class FakeTwilio:
+    def __init__(self, port: int) -> None:
+        self.arrivals: list[tuple[float, str]] = []
+        lock = threading.Lock()
+        arrivals = self.arrivals
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                at = time.time()
+                length = int(self.headers.get("Content-Length", "0"))
+                form = self.rfile.read(length).decode()
+                to = next((p[3:] for p in form.split("&") if p.startswith("To=")), "")
+                with lock:
+                    arrivals.append((at, to))
+                body = json.dumps({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def seed(url: str, count: int) -> None:
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        digest = load_rules(session).digest
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO participants (external_id, first_name, phone, channel, timezone,
+                  language, release_date, status, enrolled_at, plan_version, planned_version,
+                  planned_settings, created_at, updated_at)
+                SELECT 'R-' || g, 'Sam', '+1' || (2000000000 + g)::text, 'sms',
+                  'America/New_York', 'en', DATE '2025-01-01', 'active', :t, 1, 1, :digest, :t, :t
+                FROM generate_series(1, :n) AS g
+                """
+            ),
+            {"n": count, "digest": digest, "t": NOW},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO outbound_messages (idempotency_key, participant_id, purpose, channel,
+                  to_address, body, segments, ignore_quiet_hours, status, attempts, send_after,
+                  created_at)
+                SELECT 'bench:' || id, id, 'coach_reply', 'sms', phone, 'Hello from the bench',
+                  1, false, 'pending', 0, :t, :t FROM participants
+                """
+            ),
+            {"t": NOW},
+        )
+    engine.dispose()
+
+
+def max_in_window(stamps: list[float], width: float = 1.0) -> int:
+    best, j = 0, 0
+    for i, start in enumerate(stamps):
+        j = max(j, i)
+        while j < len(stamps) and stamps[j] < start + width:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def run(server_url: str, port: int, rate: float, seconds: float) -> None:
+    server = make_url(server_url)
+    name = f"bench_rate_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    fake = FakeTwilio(port)
+    count = int(rate * seconds)
+    try:
+        upgrade_to_head(url)
+        seed(url, count)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
+        env.update(
+            DATABASE_URL=url,
+            TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+            TWILIO_AUTH_TOKEN="token",
+            TWILIO_FROM_NUMBER="+15550100000",
+            TWILIO_API_BASE=f"http://127.0.0.1:{port}",
+            PUBLIC_BASE_URL="https://checkin.example.org",
+            SEND_RATE_PER_SECOND=str(rate),
+            PROGRAM_TIMEZONE="America/New_York",
+            LOG_LEVEL="WARNING",
+        )
+        procs = [
+            subprocess.Popen(
+                [CHECKIN, "tick", "--now", NOW.isoformat()],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=seconds * 4 + 60) for p in procs]
+        for p, (_out, err) in zip(procs, outputs, strict=True):
+            if p.returncode != 0:
+                raise SystemExit(f"tick failed ({p.returncode}): {err[-2000:]}")
+        stamps = sorted(at for at, _ in fake.arrivals)
+        recipients = {to for _, to in fake.arrivals}
+        mean = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        worst = max_in_window(stamps)
+        print(
+            f"rate {rate:g}/s configured, 2 `checkin tick` processes, TwilioTransport (SDK) -> "
+            f"local fake: {len(stamps)} requests ({len(recipients)} distinct recipients, "
+            f"{count} queued) in {stamps[-1] - stamps[0]:.2f} s; mean {mean:.2f}/s "
+            f"({(mean / rate - 1) * 100:+.1f} %); max in any sliding 1 s window: {worst} "
+            f"({'never above' if worst <= rate else 'ABOVE'} {rate:g})"
+        )
+    finally:
+        fake.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=4020)
+    parser.add_argument("--rates", default="10,100")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    for rate in (float(r) for r in args.rates.split(",")):
+        run(os.environ["BENCH_DATABASE_URL"], args.port, rate, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`checkin worker` as a real process: SIGTERM finishes the current step and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.db import make_engine, make_session_factory, upgrade_to_head
+from bot.models import OutboundMessage
+from bot.services.outbox import enqueue
+from tests.factories import make_participant
+
+CHECKIN = str(Path(sys.executable).parent / "checkin")
+COUNT = 40
+
+
+def _events(stderr_lines: list[str], name: str) -> list[dict[str, Any]]:
+    """Our log lines are `<date> <time> <LEVEL> <logger> <one JSON object>`."""
+    found = []
+    for line in stderr_lines:
+        parts = line.split(" ", 4)
+        if len(parts) == 5 and parts[4].startswith("{"):
+            event = json.loads(parts[4])
+            if event.get("event") == name:
+                found.append(event)
+    return found
+
+
+def test_sigterm_mid_run_finishes_the_current_step_and_exits_zero(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'worker.sqlite3'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    now = datetime.now(UTC)  # the worker reads the real clock
+    with sessions.begin() as session:
+        for i in range(COUNT):
+            participant = make_participant(
+                session,
+                now,
+                phone=f"+1312555{8000 + i:04d}",
+                release_date=date(2030, 1, 1),  # nothing planned is due
+                enrolled_at=now,
+            )
+            # Crisis replies ignore quiet hours, so the test does not depend on the hour it runs.
+            enqueue(
+                session,
+                idempotency_key=f"worker-test:{i}",
+                purpose="crisis_reply",
+                channel="sms",
+                to_address=participant.phone,
+                body="x",
+                now=now,
+                participant_id=participant.id,
+                ignore_quiet_hours=True,
+            )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
+    # No Twilio credentials: the simulated transport. 4/s: 40 messages would take 10 s.
+    env.update(
+        DATABASE_URL=url,
+        SEND_RATE_PER_SECOND="4",
+        PUBLIC_BASE_URL="https://checkin.example.org",
+        LOG_LEVEL="INFO",
+    )
+    proc = subprocess.Popen(
+        [CHECKIN, "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+        if '"transport.simulated_send"' in line:
+            break  # the first tick is sending
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=30)
+    lines.extend(rest.splitlines())
+    assert proc.returncode == 0, "\n".join(lines)
+    ticks = _events(lines, "worker.tick")
+    assert len(ticks) == 1  # one structured line per tick, with its counts
+    assert ticks[0]["stopped"] is True
+    sent = len(_events(lines, "transport.simulated_send"))
+    assert ticks[0]["send"]["sent"] == sent
+    assert 1 <= sent < COUNT  # stopped mid-run, not after everything went
+    assert _events(lines, "worker.stopped")
+    with sessions() as session:
+        statuses = list(session.scalars(select(OutboundMessage.status)))
+    # The claims it never handed to the transport were given back: nothing is left in
+    # `sending` (which would become `unknown` and flag people), nothing was lost.
+    assert statuses.count("queued") == sent
+    assert statuses.count("pending") == COUNT - sent
+    engine.dispose()
