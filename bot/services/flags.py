@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.log import mask_phone
-from bot.models import Flag, FlagEvent, Participant, User
+from bot.models import Flag, FlagEvent, OutboundMessage, Participant, User
 from bot.models.flags import SEVERITY_RANK
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
@@ -189,6 +189,25 @@ def acknowledge_flag(session: Session, flag: Flag, *, user_id: int, now: datetim
     flag.next_page_at = None
     flag.updated_at = now
     add_event(session, flag, "acknowledged", now=now, actor_user_id=user_id)
+    withdrawn = cancel_pending_pages(session, flag)
+    if withdrawn:
+        add_event(session, flag, "pages_withdrawn", now=now, detail={"count": withdrawn})
+
+
+def cancel_pending_pages(session: Session, flag: Flag) -> int:
+    """Withdraw pages for this flag that have not gone out yet (a high page held for the
+    morning): once someone has the flag, nobody else should be woken for it."""
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.purpose == "page",
+            OutboundMessage.status == "pending",
+            OutboundMessage.idempotency_key.like(f"page:{flag.id}:%"),
+        )
+        .values(status="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def resolve_flag(
@@ -214,6 +233,7 @@ def resolve_flag(
     flag.note = note
     flag.next_page_at = None
     flag.updated_at = now
+    cancel_pending_pages(session, flag)
     add_event(
         session,
         flag,

@@ -179,7 +179,9 @@ def start_ladder(session: Session, flag: Flag, now: datetime, config: Config) ->
         flag.ladder_step = index
         if paged:
             break
-    more_steps = flag.ladder_step < len(steps)
+    # The ladder repeats its last step until someone acknowledges (`repeat_last_step`), so a
+    # flag first answered at the last step (no coach, no cover) is paged again like any other.
+    more_steps = flag.ladder_step < len(steps) or bool(escalation.get("repeat_last_step", True))
     flag.next_page_at = now + timedelta(minutes=minutes) if paged and more_steps else None
     flag.updated_at = now
     if not paged:

@@ -124,7 +124,8 @@ def test_with_nobody_reachable_early_the_ladder_goes_on_at_once(
     person = make_participant(session, now, coach_id=coach.id)
     flag = _flag(session, now, participant_id=person.id)
     assert start_ladder(session, flag, now, config) == 2
-    assert flag.ladder_step == 3 and flag.next_page_at is None  # no step after the last
+    # The last step repeats until someone acknowledges ("pages until someone answers").
+    assert flag.ladder_step == 3 and flag.next_page_at == now + timedelta(minutes=15)
     paged = sorted(m.user_id for m in session.scalars(select(OutboundMessage)) if m.user_id)
     assert paged == sorted([first.id, second.id])
     skipped = _events(session, flag, "page_skipped")
@@ -140,3 +141,22 @@ def test_an_unknown_sender_in_crisis_reaches_the_coordinators(
     page = session.scalars(select(OutboundMessage)).one()
     assert page.user_id == coordinator.id
     assert "+1******0100" in page.body and "3125550100" not in page.body
+
+
+def test_acknowledging_withdraws_a_page_held_for_the_morning(
+    session: Session, config: Config
+) -> None:
+    from bot.services.flags import acknowledge_flag
+
+    night = datetime(2026, 3, 3, 7, 0, tzinfo=UTC)  # 02:00 in New York
+    coach = make_user(session, night)
+    other = make_user(session, night, role="coordinator")
+    person = make_participant(session, night, coach_id=coach.id)
+    flag = _flag(session, night, severity="high", participant_id=person.id)
+    held = page_user(session, flag=flag, user=coach, step=1, now=night, config=config)
+    assert held is not None and held.status == "pending"
+    acknowledge_flag(session, flag, user_id=other.id, now=night + timedelta(minutes=5))
+    session.flush()
+    session.refresh(held)
+    assert held.status == "cancelled"
+    assert [e.detail for e in _events(session, flag, "pages_withdrawn")] == [{"count": 1}]
