@@ -196,7 +196,13 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             if profiler is not None:
                 profiler.stop()
-                print(profiler.output_text(unicode=False, color=False, show_all=False))
+                print(
+                    profiler.output_text(
+                        unicode=False,
+                        color=False,
+                        show_all=os.environ.get("BENCH_PROFILE_ALL") == "1",
+                    )
+                )
             print(
                 f"tick at 10:00 local, {args.population} participants, {due} contacts due "
                 f"(simulated transport, rate limiter on at {RATE:,.0f}/s): {elapsed:.2f} s, "

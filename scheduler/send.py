@@ -54,6 +54,7 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.bulk import insert_ignoring_conflicts
 from bot.config import Config
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
@@ -335,11 +336,9 @@ def enqueue_due(
     if decisions.deferred:
         session.execute(update(PlannedContact), decisions.deferred)
     if rows:
-        insert_fn = postgresql.insert if _is_postgres(session) else sqlite.insert
         # The key makes a second tick's insert of the same contact a no-op (no target: the
         # unique planned_contact_id says the same thing).
-        stmt = insert_fn(OutboundMessage).on_conflict_do_nothing().returning(OutboundMessage.id)
-        counts.queued += len(session.execute(stmt, rows).all())
+        counts.queued += insert_ignoring_conflicts(session, _outbox_table(), rows)
         session.execute(
             update(PlannedContact)
             .where(

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, Table, and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
+from bot.bulk import insert_ignoring_conflicts
 from bot.models import (
     Appointment,
     Expectation,
@@ -56,16 +56,7 @@ def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> 
     version) is skipped by the database, so two sweeps at once cannot make twins."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(Expectation).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(Expectation).on_conflict_do_nothing()
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        statement = insert(Expectation)
-    # RETURNING counts what was really inserted (rowcount is unreliable for executemany).
-    return len(session.execute(statement.returning(Expectation.id), rows).all())
+    return insert_ignoring_conflicts(session, cast(Table, Expectation.__table__), rows)
 
 
 def create_expectations(session: Session, now: datetime) -> CreatedCounts:

@@ -1,0 +1,44 @@
+"""Bulk statements that stay fast at tens of thousands of rows.
+
+On PostgreSQL with psycopg, SQLAlchemy's multi-row `INSERT … VALUES (…), (…)` pages put one
+placeholder per value in a statement too long for psycopg's query cache, and psycopg then
+re-parses that text in Python for every page: most of a 20,000-row insert was spent there
+(bench/scheduler_tick.py). Passing one array per column to `unnest(...)` makes it one short,
+cached statement. SQLite keeps the ordinary executemany path (no arrays there, and it is fast).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert `rows` (all with the same keys), skipping any that hit a unique constraint;
+    returns how many were really inserted (RETURNING, since rowcount is unreliable here)."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        insert = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        return len(session.execute(insert, rows).all())
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    arrays = ", ".join(
+        f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])"
+        for i, column in enumerate(columns)
+    )
+    # Only the table's own column names are spliced in; every value is a bound array.
+    statement = text(
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING RETURNING id"
+    ).bindparams(
+        *(
+            bindparam(f"c{i}", [row[name] for row in rows], type_=postgresql.ARRAY(column.type))
+            for i, (name, column) in enumerate(zip(names, columns, strict=True))
+        )
+    )
+    return len(session.execute(statement).all())
