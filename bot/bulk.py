@@ -9,9 +9,10 @@ cached statement. SQLite keeps the ordinary executemany path (no arrays there, a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import ColumnElement, Integer, Table, any_, bindparam, literal, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,3 +43,15 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[st
         )
     )
     return len(session.execute(statement).all())
+
+
+def in_ids(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """`column IN ids`. On PostgreSQL `column = ANY(array)`: one bound array instead of one
+    placeholder per id, so the statement text stays short and psycopg's cache holds it."""
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(
+            "ColumnElement[bool]",
+            column == any_(literal(values, type_=postgresql.ARRAY(Integer))),
+        )
+    return cast("ColumnElement[bool]", column.in_(values))

@@ -50,11 +50,11 @@ from datetime import time as time_of_day
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.bulk import insert_ignoring_conflicts
+from bot.bulk import in_ids, insert_ignoring_conflicts
 from bot.config import Config
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
@@ -235,13 +235,15 @@ def enqueue_due(
     participants = {
         p.id: p
         for p in session.scalars(
-            select(Participant).where(Participant.id.in_({c.participant_id for c in contacts}))
+            select(Participant).where(
+                in_ids(session, Participant.id, {c.participant_id for c in contacts})
+            )
         )
     }
     coach_ids = {p.coach_id for p in participants.values() if p.coach_id is not None}
     if coach_ids:
         # Into the identity map, where participant_context's session.get finds them.
-        session.scalars(select(User).where(User.id.in_(coach_ids))).all()
+        session.scalars(select(User).where(in_ids(session, User.id, coach_ids))).all()
     appointment_ids = {c.appointment_id for c in contacts if c.appointment_id is not None}
     appointments: dict[int, Appointment] = {}
     latest_due: dict[int, datetime] = {}
@@ -342,7 +344,7 @@ def enqueue_due(
         session.execute(
             update(PlannedContact)
             .where(
-                PlannedContact.id.in_([r["planned_contact_id"] for r in rows]),
+                in_ids(session, PlannedContact.id, [r["planned_contact_id"] for r in rows]),
                 PlannedContact.state == "planned",
             )
             .values(state="queued", decided_at=now)
@@ -461,7 +463,7 @@ def claim_batch(
         pid: (status, timezone)
         for pid, status, timezone in session.execute(
             select(Participant.id, Participant.status, Participant.timezone).where(
-                Participant.id.in_(participant_ids)
+                in_ids(session, Participant.id, participant_ids)
             )
         )
     }
@@ -470,7 +472,7 @@ def claim_batch(
         cid: state
         for cid, state in session.execute(
             select(PlannedContact.id, PlannedContact.state).where(
-                PlannedContact.id.in_(contact_ids)
+                in_ids(session, PlannedContact.id, contact_ids)
             )
         )
     }
@@ -555,7 +557,7 @@ def claim_batch(
         session.scalars(
             update(OutboundMessage)
             .where(
-                OutboundMessage.id.in_([r.id for r in chosen]),
+                in_ids(session, OutboundMessage.id, [r.id for r in chosen]),
                 OutboundMessage.status == "pending",
             )
             .values(
@@ -618,9 +620,44 @@ def record_sent_many(
 ) -> None:
     if not sent:
         return
-    table = _outbox_table()
     # `unknown` too: if a slow worker comes back after its claim was declared stale, the SID
     # it got is the better information.
+    if _is_postgres(session):
+        # One statement with three bound arrays instead of an executemany (see bot/bulk.py).
+        session.execute(
+            text(
+                "UPDATE outbound_messages SET provider_sid = v.sid, status = v.status,"
+                " sent_at = :now, status_updated_at = :now"
+                " FROM unnest(CAST(:ids AS INTEGER[]), CAST(:sids AS VARCHAR(64)[]),"
+                " CAST(:statuses AS VARCHAR(12)[])) AS v(id, sid, status)"
+                " WHERE outbound_messages.id = v.id"
+                " AND outbound_messages.status IN ('sending', 'unknown')"
+                " AND outbound_messages.provider_sid IS NULL"
+            ).bindparams(
+                bindparam("now", now, type_=_outbox_table().c.sent_at.type),
+                bindparam("ids", [c.message_id for c, _ in sent]),
+                bindparam("sids", [r.provider_sid for _, r in sent]),
+                bindparam("statuses", [PROVIDER_STATUS.get(r.status, "queued") for _, r in sent]),
+            )
+        )
+    else:
+        _record_sent_executemany(session, sent, now)
+    contact_ids = [c.planned_contact_id for c, _ in sent if c.planned_contact_id is not None]
+    if contact_ids:
+        session.execute(
+            update(PlannedContact)
+            .where(
+                in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "queued"
+            )
+            .values(state="sent", decided_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _record_sent_executemany(
+    session: Session, sent: Sequence[tuple[Claim, SendResult]], now: datetime
+) -> None:
+    table = _outbox_table()
     session.execute(
         update(table)
         .where(
@@ -644,14 +681,6 @@ def record_sent_many(
             for claim, result in sent
         ],
     )
-    contact_ids = [c.planned_contact_id for c, _ in sent if c.planned_contact_id is not None]
-    if contact_ids:
-        session.execute(
-            update(PlannedContact)
-            .where(PlannedContact.id.in_(contact_ids), PlannedContact.state == "queued")
-            .values(state="sent", decided_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def record_sent(
