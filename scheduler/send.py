@@ -76,6 +76,9 @@ from messages.segments import count_segments
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# Planned contacts queued per transaction: no network in this step, so bigger batches only
+# save per-batch round trips (the claim batch stays BATCH, tied to the send rate).
+ENQUEUE_BATCH = 2000
 # A claim reads this many candidates per message it may claim, to fill the batch while
 # keeping one message per recipient.
 CANDIDATE_FACTOR = 2
@@ -206,7 +209,11 @@ class _Decisions:
 
 
 def enqueue_due(
-    session: Session, now: datetime, config: Config, limit: int = BATCH
+    session: Session,
+    now: datetime,
+    config: Config,
+    limit: int = BATCH,
+    render_cache: dict[tuple[str, str], Callable[[dict[str, str]], str]] | None = None,
 ) -> tuple[SendCounts, bool]:
     """Queue up to `limit` due planned contacts; returns (counts, more)."""
     from bot.services.templates import participant_context
@@ -264,6 +271,9 @@ def enqueue_due(
                 latest_due[appointment_id] = send_after
     decisions = _Decisions()
     renderer = _Renderer(session)
+    if render_cache is not None:
+        # Shared by the batches of one tick: each template is read and compiled once per tick.
+        renderer.cache = render_cache
     rows: list[dict[str, Any]] = []
     for contact in contacts:
         participant = participants[contact.participant_id]
@@ -934,9 +944,10 @@ def send_due(
     due, `max_messages` rows were looked at, or `should_stop()` (SIGTERM) says so."""
     counts = SendCounts()
     more = True
+    render_cache: dict[tuple[str, str], Callable[[dict[str, str]], str]] = {}
     while more and not should_stop():
         with session_scope(sessions) as session:
-            step, more = enqueue_due(session, now, config)
+            step, more = enqueue_due(session, now, config, ENQUEUE_BATCH, render_cache)
         counts.add(step)
     with session_scope(sessions) as session:
         counts.unknown += recover_stale(session, now)
