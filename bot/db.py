@@ -76,3 +76,8 @@ def alembic_config(database_url: str) -> AlembicConfig:
 
 def upgrade_to_head(database_url: str) -> None:
     command.upgrade(alembic_config(database_url), "head")
+
+
+def is_postgresql(session: Session) -> bool:
+    """Whether the session talks to PostgreSQL (set-based statements use its extensions)."""
+    return session.get_bind().dialect.name == "postgresql"

@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.bulk import in_ids, insert_ignoring_conflicts
 from bot.config import Config
-from bot.db import session_scope
+from bot.db import is_postgresql, session_scope
 from bot.log import log_event, mask_phone
 from bot.models import (
     Appointment,
@@ -136,10 +136,6 @@ class SendCounts:
 def _quiet_window(session: Session) -> tuple[time_of_day, time_of_day]:
     value = get_setting(session, "quiet_hours")
     return parse_hhmm(value["start"]), parse_hhmm(value["end"])
-
-
-def _is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def _outbox_table() -> Table:
@@ -234,7 +230,7 @@ def enqueue_due(
         .order_by(PlannedContact.send_after, PlannedContact.id)
         .limit(limit)
     )
-    if _is_postgres(session):
+    if is_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     contacts = session.execute(query).all()
     if not contacts:
@@ -463,7 +459,7 @@ def claim_batch(
         .order_by(m.send_after, m.id)
         .limit(limit * CANDIDATE_FACTOR)
     )
-    if _is_postgres(session):
+    if is_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     rows = session.execute(query).all()
     if not rows:
@@ -632,7 +628,7 @@ def record_sent_many(
         return
     # `unknown` too: if a slow worker comes back after its claim was declared stale, the SID
     # it got is the better information.
-    if _is_postgres(session):
+    if is_postgresql(session):
         # One statement with three bound arrays instead of an executemany (see bot/bulk.py).
         session.execute(
             text(
@@ -809,11 +805,11 @@ class RateLimiter:
         with session_scope(self.sessions) as session:
             wall = datetime.fromtimestamp(self.clock(), UTC)
             query = select(SendRateSlot).where(SendRateSlot.id == 1)
-            if _is_postgres(session):
+            if is_postgresql(session):
                 query = query.with_for_update()
             row = session.scalars(query).first()
             if row is None:
-                insert_fn = postgresql.insert if _is_postgres(session) else sqlite.insert
+                insert_fn = postgresql.insert if is_postgresql(session) else sqlite.insert
                 session.execute(
                     insert_fn(SendRateSlot)
                     .values(id=1, next_at=wall)

@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from bot.config import Config
+from bot.db import is_postgresql
 from bot.log import log_event
 from bot.models import (
     Appointment,
@@ -113,7 +114,7 @@ def _set_state(session: Session, ids: list[int], state: str, now: datetime) -> N
 
 
 def _lock_participants(session: Session, participant_ids: list[int]) -> None:
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql(session):
         return  # SQLite: BEGIN IMMEDIATE already made this the only writer
     for chunk in _chunks(sorted(participant_ids)):
         session.execute(
@@ -186,10 +187,6 @@ def _unresolved_flags(
     return found
 
 
-def _is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 # PostgreSQL: one statement whatever the batch size. The rows travel as a few arrays (unnest)
 # instead of thousands of bound rows, which is most of what inserting ~5,000 flags used to cost
 # (per-row parameter processing and the ORM's batched INSERT ... RETURNING). A flag another
@@ -230,7 +227,7 @@ def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[in
     those inserted by (participant_id, reason)."""
     if not rows:
         return {}
-    if _is_postgresql(session):
+    if is_postgresql(session):
         result = session.execute(
             _INSERT_FLAGS_PG,
             {
@@ -354,7 +351,7 @@ def _raise_flags(
 
 
 def _insert_events(session: Session, now: datetime, events: list[dict[str, Any]]) -> None:
-    if not _is_postgresql(session):
+    if not is_postgresql(session):
         session.execute(insert(FlagEvent), events)
         return
     session.execute(
@@ -424,7 +421,7 @@ def sweep_step(
     _set_state(session, decided["cancelled"], "cancelled", now)
     if misses:
         flag_of = _raise_flags(session, now, misses, rules, counts)
-        if _is_postgresql(session):
+        if is_postgresql(session):
             # The participants are locked, so the flag each miss was counted on is still their
             # unresolved one: link it directly, in one statement.
             session.execute(
