@@ -9,7 +9,7 @@ cached statement. SQLite keeps the ordinary executemany path (no arrays there, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Integer, Table, any_, bindparam, literal, text
@@ -20,12 +20,24 @@ from sqlalchemy.orm import Session
 def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
     """Insert `rows` (all with the same keys), skipping any that hit a unique constraint;
     returns how many were really inserted (RETURNING, since rowcount is unreliable here)."""
+    return len(insert_returning_ignoring_conflicts(session, table, rows, ("id",)))
+
+
+def insert_returning_ignoring_conflicts(
+    session: Session, table: Table, rows: list[dict[str, Any]], returning: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """`insert_ignoring_conflicts`, returning the `returning` columns of the rows really
+    inserted."""
     if not rows:
-        return 0
+        return []
     dialect = session.get_bind().dialect
     if dialect.name != "postgresql":
-        insert = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
-        return len(session.execute(insert, rows).all())
+        insert = (
+            sqlite.insert(table)
+            .on_conflict_do_nothing()
+            .returning(*(table.c[name] for name in returning))
+        )
+        return [tuple(row) for row in session.execute(insert, rows)]
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     arrays = ", ".join(
@@ -35,14 +47,15 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[st
     # Only the table's own column names are spliced in; every value is a bound array.
     statement = text(
         f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
-        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING RETURNING id"
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
+        f"RETURNING {', '.join(table.c[name].name for name in returning)}"
     ).bindparams(
         *(
             bindparam(f"c{i}", [row[name] for row in rows], type_=postgresql.ARRAY(column.type))
             for i, (name, column) in enumerate(zip(names, columns, strict=True))
         )
     )
-    return len(session.execute(statement).all())
+    return [tuple(row) for row in session.execute(statement)]
 
 
 def in_ids(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:

@@ -2,14 +2,20 @@
 
 Exactly once, by keys and claims, in batches (a tick may have tens of thousands of texts due):
 
-1. `enqueue_due` reads a batch of due planned contacts, decides each in Python (cancelled,
-   skipped, deferred, or rendered), inserts their outbox rows in one statement with
-   `ON CONFLICT DO NOTHING` on the unique idempotency key `contact:<planned_contact_id>`, and
-   moves the contacts planned -> queued in one conditional UPDATE. Two ticks at once produce one
-   row per contact (the key), and on PostgreSQL they do not even read the same contacts
-   (`FOR UPDATE SKIP LOCKED`).
-2. `claim_batch` reads due pending rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the
-   transaction holds the write lock from BEGIN IMMEDIATE) and makes the checks that must hold
+1. `enqueue_due` reads a batch of due planned contacts with their people's columns (PostgreSQL:
+   `FOR UPDATE SKIP LOCKED`, so two ticks at once do not even read the same contacts), decides
+   each in Python (cancelled, skipped, deferred, or rendered), inserts their outbox rows in one
+   statement with `ON CONFLICT DO NOTHING` on the unique idempotency key
+   `contact:<planned_contact_id>`, and moves the contacts planned -> queued in one conditional
+   UPDATE. Each person's first row is inserted already claimed by this worker (`sending`): the
+   transaction that inserts it has just made the claim-time checks below (status, quiet hours,
+   `not_after`) on what it read, and commits before any network call, so a second pass over
+   the row (pending -> sending) would only cost a write and a read per text. Only rows the
+   insert really made (RETURNING) are sent; a person's further rows in the batch stay
+   `pending` for step 2. The batch is the claim batch's size (below).
+2. `claim_batch` reads due pending rows (retries, replies, pages, a person's second text;
+   PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the transaction holds the write lock from
+   BEGIN IMMEDIATE) and makes the checks that must hold
    *at send time* for each: the recipient is not opted out (never texted), paused or closed
    (only crisis replies go), the message is not in the recipient's quiet hours (unless
    `ignore_quiet_hours`), its `not_after` has not passed (then it is cancelled and its planned
@@ -54,7 +60,7 @@ from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.bulk import in_ids, insert_ignoring_conflicts
+from bot.bulk import in_ids, insert_returning_ignoring_conflicts
 from bot.config import Config
 from bot.db import is_postgresql, session_scope
 from bot.log import log_event, mask_phone
@@ -69,6 +75,7 @@ from bot.models import (
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
 from bot.services.flags import raise_flag
 from bot.services.settings import get_setting
+from bot.services.templates import message_context
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
 from bot.transport.base import SendRequest, SendResult, Transport, TransportError
 from messages.segments import count_segments
@@ -76,9 +83,6 @@ from messages.segments import count_segments
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Planned contacts queued per transaction: no network in this step, so bigger batches only
-# save per-batch round trips (the claim batch stays BATCH, tied to the send rate).
-ENQUEUE_BATCH = 2000
 # A claim reads this many candidates per message it may claim, to fill the batch while
 # keeping one message per recipient.
 CANDIDATE_FACTOR = 2
@@ -166,22 +170,45 @@ def _decide_contact(
 
 
 class _Renderer:
-    """`render_message` for a whole batch: each (key, language) template is read and compiled
-    once, not once per person (same body lookup, same placeholder checks)."""
+    """Bodies for one tick. Each (key, language) template is read and compiled once; each
+    distinct (key, language, context) is rendered and its segments counted once (a program's
+    people share its name and phone, a coach's caseload shares the coach's name, and first
+    names repeat)."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.cache: dict[tuple[str, str], Callable[[dict[str, str]], str]] = {}
+    def __init__(self) -> None:
+        self.compiled: dict[tuple[str, str], Callable[[dict[str, str]], str]] = {}
+        self.bodies: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[str, int]] = {}
+        self.coach_names: dict[int, str] = {}
 
-    def render(self, key: str, language: str, context: dict[str, str]) -> str:
-        render = self.cache.get((key, language))
+    def load_coaches(self, session: Session, coach_ids: Iterable[int]) -> None:
+        missing = set(coach_ids) - self.coach_names.keys()
+        if missing:
+            for coach in session.scalars(select(User).where(in_ids(session, User.id, missing))):
+                self.coach_names[coach.id] = coach.first_name
+
+    def render(
+        self, session: Session, key: str, language: str, context: dict[str, str]
+    ) -> tuple[str, int]:
+        """(body, segments); raises what the template's render raises."""
+        memo = (key, language, tuple(context.items()))
+        done = self.bodies.get(memo)
+        if done is None:
+            body = self._compiled(session, key, language)(context)
+            done = (body, max(count_segments(body).segments, 1))
+            self.bodies[memo] = done
+        return done
+
+    def _compiled(
+        self, session: Session, key: str, language: str
+    ) -> Callable[[dict[str, str]], str]:
+        render = self.compiled.get((key, language))
         if render is None:
             from bot.services.templates import current_body
             from messages.render import allowed_placeholders_for, compile_template
 
             try:
                 render = compile_template(
-                    current_body(self.session, key, language), allowed_placeholders_for(key)
+                    current_body(session, key, language), allowed_placeholders_for(key)
                 )
             except Exception as exc:
                 error = exc
@@ -189,8 +216,8 @@ class _Renderer:
                 def render(context: dict[str, str], error: Exception = error) -> str:
                     raise error
 
-            self.cache[(key, language)] = render
-        return render(context)
+            self.compiled[(key, language)] = render
+        return render
 
 
 @dataclass
@@ -204,49 +231,75 @@ class _Decisions:
         self.by_reason.setdefault((state, reason), []).append(row_id)
 
 
+@dataclass
+class Enqueued:
+    counts: SendCounts = field(default_factory=SendCounts)
+    # Due contacts read, each decided (queued, cancelled, skipped or deferred); 0: none due.
+    looked: int = 0
+    more: bool = False
+    # Rows inserted already claimed (`claimed_by` given), to be sent now.
+    claims: list[Claim] = field(default_factory=list)
+    # Rows inserted `pending` (a person's second text in this batch): claim_batch's.
+    pending: int = 0
+
+
+def _due_contacts(session: Session, now: datetime, limit: int) -> Sequence[Any]:
+    c, p = PlannedContact, Participant
+    query = (
+        select(
+            c.id,
+            c.participant_id,
+            c.kind,
+            c.template_key,
+            c.appointment_id,
+            c.send_after,
+            c.not_after,
+            p.status,
+            p.timezone,
+            p.language,
+            p.first_name,
+            p.coach_id,
+            p.channel,
+            p.phone,
+        )
+        .join(p, p.id == c.participant_id)
+        .where(c.state == "planned", c.send_after <= now)
+        # Not also by id: contacts due at the same minute (a whole cohort's 10:00) would then
+        # be sorted in full for every batch; the (state, send_after) index gives this order.
+        .order_by(c.send_after)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        query = query.with_for_update(of=PlannedContact, skip_locked=True)
+    return session.execute(query).all()
+
+
 def enqueue_due(
     session: Session,
     now: datetime,
     config: Config,
     limit: int = BATCH,
-    render_cache: dict[tuple[str, str], Callable[[dict[str, str]], str]] | None = None,
-) -> tuple[SendCounts, bool]:
-    """Queue up to `limit` due planned contacts; returns (counts, more)."""
-    from bot.services.templates import participant_context
+    renderer: _Renderer | None = None,
+    *,
+    claimed_by: str | None = None,
+) -> Enqueued:
+    """Turn up to `limit` due planned contacts into outbox rows.
 
-    counts = SendCounts()
-    start, end = _quiet_window(session)
-    query = (
-        select(
-            PlannedContact.id,
-            PlannedContact.participant_id,
-            PlannedContact.kind,
-            PlannedContact.template_key,
-            PlannedContact.appointment_id,
-            PlannedContact.send_after,
-            PlannedContact.not_after,
-        )
-        .where(PlannedContact.state == "planned", PlannedContact.send_after <= now)
-        .order_by(PlannedContact.send_after, PlannedContact.id)
-        .limit(limit)
-    )
-    if is_postgresql(session):
-        query = query.with_for_update(skip_locked=True)
-    contacts = session.execute(query).all()
+    With `claimed_by` (a worker id) each person's first row is inserted already claimed by
+    that worker (`sending`, in the same transaction that checked the person's status, quiet
+    hours and the deadline: the claim-time checks) and returned as a claim; any further row
+    for the same person is `pending`, for claim_batch after this one's outcome. Without it,
+    every row is `pending`.
+    """
+    done = Enqueued()
+    contacts = _due_contacts(session, now, limit)
     if not contacts:
-        return counts, False
-    participants = {
-        p.id: p
-        for p in session.scalars(
-            select(Participant).where(
-                in_ids(session, Participant.id, {c.participant_id for c in contacts})
-            )
-        )
-    }
-    coach_ids = {p.coach_id for p in participants.values() if p.coach_id is not None}
-    if coach_ids:
-        # Into the identity map, where participant_context's session.get finds them.
-        session.scalars(select(User).where(in_ids(session, User.id, coach_ids))).all()
+        return done
+    done.looked, done.more = len(contacts), len(contacts) >= limit
+    counts = done.counts
+    renderer = renderer if renderer is not None else _Renderer()
+    renderer.load_coaches(session, {c.coach_id for c in contacts if c.coach_id is not None})
+    start, end = _quiet_window(session)
     appointment_ids = {c.appointment_id for c in contacts if c.appointment_id is not None}
     appointments: dict[int, Appointment] = {}
     latest_due: dict[int, datetime] = {}
@@ -266,16 +319,12 @@ def enqueue_due(
             if appointment_id not in latest_due or send_after > latest_due[appointment_id]:
                 latest_due[appointment_id] = send_after
     decisions = _Decisions()
-    renderer = _Renderer(session)
-    if render_cache is not None:
-        # Shared by the batches of one tick: each template is read and compiled once per tick.
-        renderer.cache = render_cache
+    quiet: dict[str, bool] = {}  # zone name -> in quiet hours now
+    claimed_people: set[int] = set()
     rows: list[dict[str, Any]] = []
     for contact in contacts:
-        participant = participants[contact.participant_id]
-        zone = ZoneInfo(participant.timezone)
-        if participant.status != "active":
-            decisions.decide("cancelled", f"participant_{participant.status}", contact.id)
+        if contact.status != "active":
+            decisions.decide("cancelled", f"participant_{contact.status}", contact.id)
             counts.cancelled += 1
             continue
         if contact.not_after <= now:
@@ -296,9 +345,11 @@ def enqueue_due(
                 decisions.decide("skipped", "later_reminder_due", contact.id)
                 counts.skipped += 1
                 continue
-        if in_quiet_hours(now, zone, start, end):
+        if contact.timezone not in quiet:
+            quiet[contact.timezone] = in_quiet_hours(now, ZoneInfo(contact.timezone), start, end)
+        if quiet[contact.timezone]:
             # Only when settings changed after planning: the planner keeps slots out of quiet hours.
-            morning = next_quiet_end(now, zone, start, end)
+            morning = next_quiet_end(now, ZoneInfo(contact.timezone), start, end)
             if morning >= contact.not_after:
                 decisions.decide("skipped", "window_closed", contact.id)
                 counts.skipped += 1
@@ -307,8 +358,21 @@ def enqueue_due(
                 counts.deferred += 1
             continue
         try:
-            context = participant_context(session, participant, config, appointment)
-            body = renderer.render(contact.template_key, participant.language, context)
+            body, segments = renderer.render(
+                session,
+                contact.template_key,
+                contact.language,
+                message_context(
+                    config,
+                    language=contact.language,
+                    first_name=contact.first_name,
+                    coach_first_name=renderer.coach_names.get(contact.coach_id)
+                    if contact.coach_id is not None
+                    else None,
+                    timezone=contact.timezone,
+                    appointment=appointment,
+                ),
+            )
         except Exception as exc:  # a broken template must not stop every other contact
             log_event(
                 log,
@@ -321,20 +385,27 @@ def enqueue_due(
             decisions.decide("skipped", "render_failed", contact.id)
             counts.skipped += 1
             continue
+        claim = claimed_by is not None and contact.participant_id not in claimed_people
+        if claim:
+            claimed_people.add(contact.participant_id)
         rows.append(
             {
                 "idempotency_key": f"contact:{contact.id}",
                 "purpose": contact.kind,
-                "channel": participant.channel,
-                "to_address": participant.address,
+                "channel": contact.channel,
+                "to_address": (
+                    f"whatsapp:{contact.phone}" if contact.channel == "whatsapp" else contact.phone
+                ),
                 "body": body,
-                "segments": max(count_segments(body).segments, 1),
+                "segments": segments,
                 "ignore_quiet_hours": False,
-                "status": "pending",
-                "attempts": 0,
+                "status": "sending" if claim else "pending",
+                "attempts": 1 if claim else 0,
+                "claimed_at": now if claim else None,
+                "claimed_by": claimed_by if claim else None,
                 "send_after": now,
                 "not_after": contact.not_after,
-                "participant_id": participant.id,
+                "participant_id": contact.participant_id,
                 "planned_contact_id": contact.id,
                 "created_at": now,
             }
@@ -345,8 +416,11 @@ def enqueue_due(
         session.execute(update(PlannedContact), decisions.deferred)
     if rows:
         # The key makes a second tick's insert of the same contact a no-op (no target: the
-        # unique planned_contact_id says the same thing).
-        counts.queued += insert_ignoring_conflicts(session, _outbox_table(), rows)
+        # unique planned_contact_id says the same thing); only rows really inserted are sent.
+        inserted = insert_returning_ignoring_conflicts(
+            session, _outbox_table(), rows, ("id", "planned_contact_id", "status")
+        )
+        counts.queued += len(inserted)
         session.execute(
             update(PlannedContact)
             .where(
@@ -356,7 +430,31 @@ def enqueue_due(
             .values(state="queued", decided_at=now)
             .execution_options(synchronize_session=False)
         )
-    return counts, len(contacts) >= limit
+        ours = {contact_id: (message_id, status) for message_id, contact_id, status in inserted}
+        callback = f"{config.public_base_url}/twilio/status"
+        for row in rows:
+            contact_id = row["planned_contact_id"]
+            if contact_id not in ours:
+                continue  # already there (an earlier insert): not ours to send
+            message_id, status = ours[contact_id]
+            if status != "sending":
+                done.pending += 1
+                continue
+            done.claims.append(
+                Claim(
+                    message_id=message_id,
+                    request=SendRequest(
+                        to=row["to_address"],
+                        body=row["body"],
+                        channel=row["channel"],
+                        idempotency_key=row["idempotency_key"],
+                        status_callback=callback,
+                    ),
+                    attempts=1,
+                    planned_contact_id=contact_id,
+                )
+            )
+    return done
 
 
 # --- stale claims ------------------------------------------------------------------------
@@ -936,25 +1034,33 @@ def send_due(
     should_stop: Callable[[], bool] = lambda: False,
     max_messages: int | None = None,
 ) -> SendCounts:
-    """Queue due contacts, recover dead claims, then claim and send batches until nothing is
-    due, `max_messages` rows were looked at, or `should_stop()` (SIGTERM) says so."""
+    """Recover dead claims, then send batches until nothing is due, `max_messages` rows were
+    looked at, or `should_stop()` (SIGTERM) says so. Each batch is either outbox rows already
+    waiting (retries, replies, pages, a person's second text), claimed by claim_batch, or,
+    once none is due, due planned contacts, inserted already claimed by enqueue_due."""
     counts = SendCounts()
-    more = True
-    render_cache: dict[tuple[str, str], Callable[[dict[str, str]], str]] = {}
-    while more and not should_stop():
-        with session_scope(sessions) as session:
-            step, more = enqueue_due(session, now, config, ENQUEUE_BATCH, render_cache)
-        counts.add(step)
+    renderer = _Renderer()  # templates compiled and bodies rendered once per tick
     with session_scope(sessions) as session:
         counts.unknown += recover_stale(session, now)
     batch = limiter.batch_size() if limiter is not None else BATCH
     looked = 0
+    pending = True  # outbox rows may be waiting
+    contacts = True  # planned contacts may be due
     while not should_stop():
         limit = batch if max_messages is None else min(batch, max_messages - looked)
         if limit <= 0:
             break
+        claims: list[Claim] = []
+        seen = 0
         with session_scope(sessions) as session:
-            claims, seen = claim_batch(session, now, worker_id, config, counts, limit)
+            if pending:
+                claims, seen = claim_batch(session, now, worker_id, config, counts, limit)
+                pending = seen > 0
+            if not pending and contacts:
+                step = enqueue_due(session, now, config, limit, renderer, claimed_by=worker_id)
+                counts.add(step.counts)
+                claims, seen, contacts = step.claims, step.looked, step.more
+                pending = step.pending > 0
         if seen == 0:
             break
         looked += seen

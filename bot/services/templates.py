@@ -88,16 +88,38 @@ def participant_context(
 ) -> dict[str, str]:
     """The placeholders a participant's message may use. Only neutral facts: names, the
     program's name and phone, and an appointment's date, time and place (never its kind)."""
-    language = participant.language
     coach = session.get(User, participant.coach_id) if participant.coach_id else None
+    return message_context(
+        config,
+        language=participant.language,
+        first_name=participant.first_name,
+        coach_first_name=coach.first_name if coach else None,
+        timezone=participant.timezone,
+        appointment=appointment,
+    )
+
+
+def message_context(
+    config: Config,
+    *,
+    language: str,
+    first_name: str,
+    coach_first_name: str | None,
+    timezone: str,
+    appointment: Appointment | None = None,
+) -> dict[str, str]:
+    """`participant_context` from plain values, for callers that read many people's columns
+    at once (the scheduler) instead of loading each Participant and coach."""
     context = {
-        "first_name": participant.first_name,
-        "coach_first_name": coach.first_name if coach else _NO_COACH.get(language, _NO_COACH["en"]),
+        "first_name": first_name,
+        "coach_first_name": coach_first_name
+        if coach_first_name is not None
+        else _NO_COACH.get(language, _NO_COACH["en"]),
         "program_name": config.program_name,
         "program_phone": config.program_phone,
     }
     if appointment is not None:
-        zone = ZoneInfo(participant.timezone)
+        zone = ZoneInfo(timezone)
         context["appointment_date"] = format_local_date(appointment.starts_at, zone, language)
         context["appointment_time"] = format_local_time(appointment.starts_at, zone, language)
         context["appointment_place"] = appointment.location or _NO_PLACE.get(

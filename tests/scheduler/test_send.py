@@ -260,3 +260,89 @@ def test_after_downtime_only_the_latest_due_reminder_of_an_appointment_goes(
     states = _states(sessions, pid)
     assert (states["reminder.3d"], states["reminder.1d"]) == ("skipped", "sent")
     assert len(transport.sent) == 1
+
+
+@dataclass
+class UnsubscribedOnce:
+    """Answers the first send with 21610 (the person texted STOP to the carrier)."""
+
+    attempts: list[SendRequest] = field(default_factory=list)
+    name: str = "unsubscribed-once"
+
+    def send(self, request: SendRequest) -> SendResult:
+        self.attempts.append(request)
+        if len(self.attempts) == 1:
+            raise TransportError("21610", permanent=True, code=21610)
+        return SendResult(provider_sid=f"SM{len(self.attempts):032d}", status="queued")
+
+
+def test_a_persons_second_due_text_waits_for_the_first_ones_outcome(
+    sessions: sessionmaker[Session], config: Config
+) -> None:
+    pid = _participant(sessions)
+    transport = UnsubscribedOnce()
+    # 10:05 EST on day 1: the welcome (7-day window) and day 1 are both due in one tick.
+    _run(sessions, transport, config, utc("2026-03-03T15:05:00Z"))
+    assert len(transport.attempts) == 1  # the 21610 opted them out before the second claim
+    states = _states(sessions, pid)
+    assert sorted(states[k] for k in ("welcome", "day-1")) == ["cancelled", "skipped"]
+    with sessions() as session:
+        participant = session.get(Participant, pid)
+        assert participant is not None and participant.status == "opted_out"
+
+
+@dataclass
+class CheckingTransport:
+    """Reads, from its own connection, the outbox row of each request it is handed."""
+
+    sessions: sessionmaker[Session]
+    seen: list[tuple[str, str | None]] = field(default_factory=list)
+    name: str = "checking"
+
+    def send(self, request: SendRequest) -> SendResult:
+        with self.sessions() as session:
+            row = session.scalars(
+                select(OutboundMessage).where(
+                    OutboundMessage.idempotency_key == request.idempotency_key
+                )
+            ).one()
+            self.seen.append((row.status, row.claimed_by))
+        return SendResult(provider_sid=f"SM{len(self.seen):032d}", status="queued")
+
+
+def test_a_due_contact_is_committed_as_a_claimed_outbox_row_before_its_send(
+    sessions: sessionmaker[Session], config: Config
+) -> None:
+    _participant(sessions)
+    transport = CheckingTransport(sessions)
+    tick(sessions, transport, config, utc("2026-03-03T15:05:00Z"), worker_id="w:1")  # type: ignore[arg-type]
+    assert transport.seen == [("sending", "w:1"), ("sending", "w:1")]
+
+
+def test_each_person_gets_their_own_names_in_a_batch_rendered_together(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    from tests.factories import make_user
+
+    with sessions.begin() as session:
+        dana = make_user(session, ENROLLED, name="Dana Reyes")
+    people = {
+        _participant(sessions, first_name=name, coach_id=coach, release_date=date(2026, 3, 3)): (
+            name,
+            expected_coach,
+        )
+        for name, coach, expected_coach in (
+            ("Ana", dana.id, "Dana"),
+            ("Ben", None, "your peer coach"),
+            ("Ana", None, "your peer coach"),
+            ("Ben", dana.id, "Dana"),
+        )
+    }
+    _run(sessions, transport, config, utc("2026-03-03T15:05:00Z"))  # everyone's welcome
+    with sessions() as session:
+        bodies = dict(
+            session.execute(select(OutboundMessage.participant_id, OutboundMessage.body)).all()
+        )
+    assert bodies.keys() == people.keys()
+    for pid, (name, coach) in people.items():
+        assert bodies[pid].startswith(f"Hi {name}, it's {coach} from ")
