@@ -60,7 +60,7 @@ from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.bulk import in_ids, insert_returning_ignoring_conflicts
+from bot.bulk import array_param, in_ids, insert_returning_ignoring_conflicts
 from bot.config import Config
 from bot.db import is_postgresql, session_scope
 from bot.log import log_event, mask_phone
@@ -733,6 +733,7 @@ def record_sent_many(
     # `unknown` too: if a slow worker comes back after its claim was declared stale, the SID
     # it got is the better information.
     if is_postgresql(session):
+        table, dialect = _outbox_table(), session.get_bind().dialect
         # One statement with three bound arrays instead of an executemany (see bot/bulk.py).
         session.execute(
             text(
@@ -744,10 +745,17 @@ def record_sent_many(
                 " AND outbound_messages.status IN ('sending', 'unknown')"
                 " AND outbound_messages.provider_sid IS NULL"
             ).bindparams(
-                bindparam("now", now, type_=_outbox_table().c.sent_at.type),
-                bindparam("ids", [c.message_id for c, _ in sent]),
-                bindparam("sids", [r.provider_sid for _, r in sent]),
-                bindparam("statuses", [PROVIDER_STATUS.get(r.status, "queued") for _, r in sent]),
+                bindparam("now", now, type_=table.c.sent_at.type),
+                array_param("ids", [c.message_id for c, _ in sent], table.c.id.type, dialect),
+                array_param(
+                    "sids", [r.provider_sid for _, r in sent], table.c.provider_sid.type, dialect
+                ),
+                array_param(
+                    "statuses",
+                    [PROVIDER_STATUS.get(r.status, "queued") for _, r in sent],
+                    table.c.status.type,
+                    dialect,
+                ),
             )
         )
     else:

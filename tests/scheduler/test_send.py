@@ -359,3 +359,20 @@ def test_claim_batches_follow_the_rate_up_to_batch_and_reservations_stay_small(
     # A rate that is not the limit: big claim batches (few commits), small reservations.
     assert limiter(1_000_000).batch_size() == BATCH > RESERVE_MAX
     assert limiter(1_000_000).reserve_size() == RESERVE_MAX
+
+
+def test_bodies_and_deadlines_are_stored_exactly_as_rendered(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    # Quotes, commas, braces, a backslash and non-ASCII: what an array's text form must escape.
+    name = 'Zoë "Z" O\'Neil, {Jr.} \\ NULL'
+    pid = _participant(sessions, first_name=name, release_date=date(2026, 3, 3))
+    _run(sessions, transport, config, utc("2026-03-03T15:05:00Z"))
+    assert [m.body.startswith(f"Hi {name}, ") for m in transport.sent] == [True]
+    with sessions() as session:
+        message = session.scalars(select(OutboundMessage)).one()
+        contact = session.get(PlannedContact, message.planned_contact_id)
+        assert contact is not None and contact.participant_id == pid
+        assert message.body == transport.sent[0].body
+        assert message.not_after == contact.not_after
+        assert message.claimed_by is not None and message.attempts == 1
