@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.db import session_scope
+from bot.services.delivery import apply_early_callbacks
 from bot.timeutil import local_to_utc
 from bot.transport.base import Transport
 
@@ -32,6 +33,8 @@ class TickSummary:
     send: SendCounts = field(default_factory=SendCounts)
     # Whatever scheduler.sweep returns (issue 6); empty when that step is not installed.
     sweep: dict[str, Any] = field(default_factory=dict)
+    # Status callbacks that came before their SID was recorded, applied now.
+    early_statuses: int = 0
     stopped: bool = False
 
     def as_log(self) -> dict[str, Any]:
@@ -40,6 +43,7 @@ class TickSummary:
             "plan": asdict(self.plan),
             "send": asdict(self.send),
             "sweep": self.sweep,
+            "early_statuses": self.early_statuses,
             "stopped": self.stopped,
         }
 
@@ -52,6 +56,8 @@ class TickSummary:
             f"failed {s.failed}, unknown {s.unknown}, cancelled {s.cancelled}, "
             f"skipped {s.skipped}, deferred {s.deferred}"
         )
+        if self.early_statuses:
+            text += f"; {self.early_statuses} early status callback(s) applied"
         if self.sweep:
             text += "; sweep " + ", ".join(f"{k} {v}" for k, v in self.sweep.items())
         if self.stopped:
@@ -120,6 +126,9 @@ def tick(
     if should_stop():
         summary.stopped = True
         return summary
+    # Before the sweep, so that a failure reported early is flagged by this tick.
+    with session_scope(sessions) as session:
+        summary.early_statuses = apply_early_callbacks(session, now)
     summary.sweep = _run_sweep(sessions, now, config)
     return summary
 
