@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import os
 import socket
 import sys
@@ -24,6 +21,7 @@ from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
 from .send import RateLimiter, SendCounts, send_due
+from .sweep import sweep
 
 
 @dataclass
@@ -31,7 +29,7 @@ class TickSummary:
     now: datetime
     plan: PlanCounts = field(default_factory=PlanCounts)
     send: SendCounts = field(default_factory=SendCounts)
-    # Whatever scheduler.sweep returns (issue 6); empty when that step is not installed.
+    # SweepCounts as a dict (empty until the sweep has run).
     sweep: dict[str, Any] = field(default_factory=dict)
     # Status callbacks that came before their SID was recorded, applied now.
     early_statuses: int = 0
@@ -74,25 +72,9 @@ def default_worker_id() -> str:
 
 
 def _run_sweep(sessions: sessionmaker[Session], now: datetime, config: Config) -> dict[str, Any]:
-    """scheduler.sweep (issue 6) when it is installed: `sweep(session_factory or session, now)`."""
-    if importlib.util.find_spec("scheduler.sweep") is None:
-        return {}
-    module = importlib.import_module("scheduler.sweep")
-    sweep: Callable[..., Any] = module.sweep
-    first = next(iter(inspect.signature(sweep).parameters), "")
-    if "factory" in first or first == "sessions":
-        result = sweep(sessions, now)
-    else:
-        with session_scope(sessions) as session:
-            # The ladder's pages need the public URL and the program's zone.
-            result = sweep(session, now, config)
-    if result is None:
-        return {}
-    if isinstance(result, dict):
-        return result
-    if hasattr(result, "__dataclass_fields__"):
-        return asdict(result)
-    return {"result": str(result)}
+    with session_scope(sessions) as session:
+        # The ladder's pages need the public URL and the program's zone.
+        return asdict(sweep(session, now, config))
 
 
 def tick(
