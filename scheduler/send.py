@@ -90,8 +90,10 @@ CLAIM_WINDOW_SECONDS = 0.5
 RESERVE_WINDOW_SECONDS = 0.01
 # Outcomes are committed at least this often while a batch is being sent.
 FLUSH_SECONDS = 0.1
-# Commit waiting outcomes before sleeping for a slot at least this far away.
-FLUSH_GAP_SECONDS = 0.005
+# Commit waiting outcomes before sleeping for a slot at least this far away (low rates): far
+# enough that the commit (a few ms, tens under load) ends before the slot, which would
+# otherwise be missed. Closer slots (high rates) leave the outcomes to FLUSH_SECONDS.
+FLUSH_GAP_SECONDS = 0.05
 # "Never above the rate in any 1-second window", by construction (see RateLimiter): slots are
 # spaced (1 + RATE_GUARD) / rate apart across all workers, so any `rate` + 1 of them span
 # 1 + RATE_GUARD seconds, and a send leaves only if the clock, read just before the transport
