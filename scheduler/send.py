@@ -19,9 +19,9 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    text is judged after the first one's outcome (a 21610 on the first opts them out), and its
    size is what the configured rate sends in `CLAIM_WINDOW_SECONDS`, so a claim-time check is
    never more than about that old when the text leaves.
-3. Outcomes are committed together, as soon as the sender has to wait for its next rate slot
-   anyway and at least every `FLUSH_SECONDS` (so a status callback rarely finds its SID
-   unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
+3. Outcomes are committed together, when the sender has a long wait for its next rate slot
+   anyway (`FLUSH_GAP_SECONDS`) and at least every `FLUSH_SECONDS` (so a status callback
+   rarely finds its SID unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
    process died between the claim and the outcome's commit) cannot be known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
@@ -926,14 +926,16 @@ def send_batch(
             if should_stop():
                 break
             if limiter is not None:
-                while True:
+                # A missed slot (see RateLimiter) is not used: the claim waits for another.
+                while not should_stop():
                     slot = limiter.next_slot(len(claims) - index)
                     if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
                         _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
                         last_commit = time.monotonic()
                     if limiter.wait_for(slot):
                         break
-                    # Missed (see RateLimiter): this claim waits for a slot it can keep.
+                else:
+                    break  # stopped before this claim got a slot: it is given back below
             # From here on the outcome of this claim may be unknown: it is never given back.
             handed += 1
             try:

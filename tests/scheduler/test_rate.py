@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
+from bot.models import OutboundMessage
 from bot.services.outbox import enqueue
 from bot.transport.base import SendRequest, SendResult
 from scheduler.send import RateLimiter, SendCounts, claim_batch, send_batch
@@ -116,6 +118,38 @@ def test_a_send_woken_late_never_shares_a_window_with_rate_more(
     assert len(transport.at) == 12
     assert _max_in_window(transport.at) <= RATE
     assert worker_a.missed == 1  # the late wake-up was noticed, not sent on
+
+
+def test_a_stop_while_slots_are_missed_gives_the_claim_back(
+    sessions: sessionmaker[Session], config: Config
+) -> None:
+    # A worker that is never scheduled in time keeps missing its slots; SIGTERM must not wait
+    # for an on-time one, and the unsent claim must go back to pending.
+    clock = SimulatedClock(NOW.timestamp())
+    clock.late = [0.05] * 100
+    transport = ClockedTransport(clock)
+    limiter = RateLimiter(sessions, RATE, clock=clock, sleep=clock.sleep)
+    _pending(sessions, 1)
+    counts = SendCounts()
+    with sessions.begin() as session:
+        claims, _ = claim_batch(session, NOW, "a", config, counts, 1)
+    limiter.next_slot()  # takes the current slot: every later one means a wait, which oversleeps
+
+    send_batch(
+        sessions,
+        transport,
+        NOW,
+        claims,
+        worker_id="a",
+        limiter=limiter,
+        counts=counts,
+        should_stop=lambda: limiter.missed >= 3,
+    )
+
+    assert transport.at == []
+    assert limiter.missed == 3
+    with sessions() as session:
+        assert session.scalars(select(OutboundMessage.status)).all() == ["pending"]
 
 
 def test_concurrent_workers_release_at_most_k_sends_per_k_slots(
