@@ -10,6 +10,12 @@ Creates a private database on that server (dropped at the end), seeds 500 partic
 and drives both with the same client from this process. Each request is a distinct, correctly
 signed Twilio form (new MessageSid), so every one is stored, deduplicated and processed. The
 client runs on the same machine and takes CPU from the servers: the numbers are a floor.
+
+Because wall-clock throughput on a shared 2-CPU machine moves with whatever else runs, the bench
+also prints the CPU time each request cost the server side (read from /proc before and after the
+throughput run): the gunicorn workers, and for the app the PostgreSQL backends serving it. That
+figure does not depend on the machine being idle; 1000 / (CPU ms per request) is the request
+rate one fully busy core could serve.
 """
 
 from __future__ import annotations
@@ -77,6 +83,47 @@ def post(port: int, body: bytes, signature: str) -> int:
         return response.status
     finally:
         conn.close()
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc/<pid>/stat (fields 14 and 15)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def backend_pids(admin_url: str, database: str) -> list[int]:
+    engine = make_engine(admin_url)
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": database}
+        ).scalars()
+        result = list(pids)
+    engine.dispose()
+    return result
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def throughput(port: int, requests: list[tuple[bytes, str]], concurrency: int) -> float:
@@ -192,8 +239,16 @@ def main() -> None:
         throughput(bare_port, warm, args.concurrency)
 
         reqs = make_requests(args.requests, 500)
+        bare_pids = children(processes[1].pid)
+        bare_cpu = cpu_of(bare_pids)
         bare_rps = throughput(bare_port, reqs, args.concurrency)
+        bare_cpu = (cpu_of(bare_pids) - bare_cpu) / len(reqs) * 1000
+        app_pids = children(processes[0].pid)
+        pg_pids = backend_pids(server.render_as_string(hide_password=False), name)
+        app_cpu, pg_cpu = cpu_of(app_pids), cpu_of(pg_pids)
         app_rps = throughput(app_port, reqs, args.concurrency)
+        app_cpu = (cpu_of(app_pids) - app_cpu) / len(reqs) * 1000
+        pg_cpu = (cpu_of(pg_pids) - pg_cpu) / len(reqs) * 1000
         fixed = make_requests(int(args.rate * args.seconds), 500)
         p50, p99, achieved = fixed_rate(app_port, fixed, args.rate)
         bare_p50, bare_p99, _ = fixed_rate(bare_port, fixed, args.rate)
@@ -204,6 +259,12 @@ def main() -> None:
         print(f"throughput, {args.requests} requests at concurrency {args.concurrency}:")
         print(f"  bare Flask endpoint   {bare_rps:8.1f} req/s")
         print(f"  signed /twilio/inbound {app_rps:7.1f} msg/s  ({app_rps / bare_rps:.0%} of bare)")
+        print("server CPU per request (from /proc, independent of other load):")
+        print(f"  bare Flask endpoint    {bare_cpu:5.2f} ms (gunicorn workers)")
+        print(
+            f"  signed /twilio/inbound {app_cpu + pg_cpu:5.2f} ms "
+            f"({app_cpu:.2f} ms gunicorn workers + {pg_cpu:.2f} ms PostgreSQL backends)"
+        )
         print(
             f"latency at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s (achieved {achieved:.1f}/s):"
         )

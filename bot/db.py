@@ -76,6 +76,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def one_connection_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that keeps one pooled connection for all its transactions. A plain session
+    gives its connection back at each commit and checks one out (and pings it) again for the
+    next transaction; a request that commits twice pays that twice. The caller commits."""
+    engine = factory.kw["bind"]
+    with engine.connect() as connection, factory(bind=connection) as session:
+        yield session
+
+
 def alembic_config(database_url: str) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

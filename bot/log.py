@@ -24,6 +24,8 @@ def mask_phone(address: str | None) -> str:
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event as a single JSON line. Callers pass masked phones and never a body."""
+    if not logger.isEnabledFor(level):
+        return  # not worth the JSON encoding on the webhook's hot path
     logger.log(level, json.dumps({"event": event, **fields}, default=str, sort_keys=True))
 
 

@@ -9,6 +9,7 @@ rendered, and rendering itself happens in :class:`jinja2.sandbox.SandboxedEnviro
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -259,7 +260,16 @@ def render_template(
     no value in ``context``, or when the rendered message is empty or longer than
     :data:`MAX_BODY_CHARS`. Keys in ``context`` that the template does not use are ignored.
     """
-    return compile_template(body, allowed)(context)
+    return _cached_template(body, None if allowed is None else frozenset(allowed))(context)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_template(
+    body: str, allowed: frozenset[str] | None
+) -> Callable[[Mapping[str, str]], str]:
+    # Replies are rendered one per request from a handful of bodies; compiling Jinja each time
+    # cost more than the rest of the reply. Keyed by the body itself, so an edit is a new entry.
+    return compile_template(body, allowed)
 
 
 def compile_template(

@@ -25,9 +25,9 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    text is judged after the first one's outcome (a 21610 on the first opts them out), and its
    size is what the configured rate sends in `CLAIM_WINDOW_SECONDS`, so a claim-time check is
    never more than about that old when the text leaves.
-3. Outcomes are committed together, as soon as the sender has to wait for its next rate slot
-   anyway and at least every `FLUSH_SECONDS` (so a status callback rarely finds its SID
-   unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
+3. Outcomes are committed together, when the sender has a long wait for its next rate slot
+   anyway (`FLUSH_GAP_SECONDS`) and at least every `FLUSH_SECONDS` (so a status callback
+   rarely finds its SID unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
    process died between the claim and the outcome's commit) cannot be known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
@@ -41,14 +41,16 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    the status callback does, `bot.services.delivery.act_on_error_code`); a timeout after the
    request left is `unknown` and flagged.
 
-Rate: senders reserve their slots from the single `send_rate_slots` row (see RateLimiter), so
-the configured messages per second hold across any number of workers.
+Rate: senders reserve their slots from the single `send_rate_slots` row and never send more
+than LATE_TOLERANCE after a slot (see RateLimiter), so no 1-second window holds more than the
+configured messages per second, across any number of workers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -98,14 +100,22 @@ CLAIM_WINDOW_SECONDS = 0.5
 RESERVE_WINDOW_SECONDS = 0.01
 # Outcomes are committed at least this often while a batch is being sent.
 FLUSH_SECONDS = 0.1
-# Commit waiting outcomes before sleeping for a slot at least this far away.
-FLUSH_GAP_SECONDS = 0.005
-# Rate slots are spaced (1 + RATE_GUARD) / rate apart. Exactly 1/rate is not enough for "never
-# above the rate in any 1-second window": a send that leaves d seconds after its slot while
-# the next one leaves on time puts rate + 1 sends in the window that starts at the late one.
-# With this spacing any window holds at most `rate` sends as long as no send is more than
-# RATE_GUARD seconds (20 ms) late; the mean rate is 1/(1 + RATE_GUARD) = 98 % of the setting.
+# Commit waiting outcomes before sleeping for a slot at least this far away (low rates): far
+# enough that the commit (a few ms, tens under load) ends before the slot, which would
+# otherwise be missed. Closer slots (high rates) leave the outcomes to FLUSH_SECONDS.
+FLUSH_GAP_SECONDS = 0.05
+# "Never above the rate in any 1-second window", by construction (see RateLimiter): slots are
+# spaced (1 + RATE_GUARD) / rate apart across all workers, so any `rate` + 1 of them span
+# 1 + RATE_GUARD seconds, and a send leaves only if the clock, read just before the transport
+# call, is at most LATE_TOLERANCE past its slot (a missed slot is dropped, never used late). Any
+# `rate` + 1 sends then leave at least 1 + RATE_GUARD - LATE_TOLERANCE >= 1 s apart. Exactly
+# 1/rate spacing with late sends allowed is what overfilled windows: a send that left 20+ ms late
+# while the next worker's left on time put rate + 1 sends in the window starting at the late one.
+# The mean rate is at most 1/(1 + RATE_GUARD) = 98 % of the setting. The RATE_GUARD -
+# LATE_TOLERANCE left over (10 ms) absorbs the variation in the time a request takes from that
+# clock read to the provider (SDK, socket), which the sender cannot see.
 RATE_GUARD = 0.02
+LATE_TOLERANCE = 0.01
 # A claim older than this with no outcome belongs to a dead worker (the HTTP timeout is 10 s).
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
@@ -877,14 +887,23 @@ def record_error(
 class RateLimiter:
     """A global send rate shared by every worker through one database row.
 
-    `reserve(n)` takes n consecutive slots (n = `reserve_size()`, 1 below 200/s): under the row lock (PostgreSQL `FOR UPDATE`;
-    SQLite's BEGIN IMMEDIATE) it reads `next_at`, takes `first = max(next_at, wall clock)`,
-    stores `first + n * interval` and commits. The sender then waits until each slot before
-    its send (`wait_until`, which re-reads the clock after every sleep, so nothing ever leaves
-    before its slot). Slots are spaced `interval` apart whatever the number of workers, so there
-    is no burst after idle time (a token bucket with capacity one); `interval` is
-    (1 + RATE_GUARD) / rate, see RATE_GUARD. It reads the real clock because it paces real
-    network calls, not the simulated `now` of a tick.
+    `reserve(n)` takes n consecutive slots under the row lock (PostgreSQL `FOR UPDATE`; SQLite's
+    BEGIN IMMEDIATE): it reads `next_at` and then the clock, takes `first = max(next_at, clock)`,
+    stores `first + n * interval` and commits. So slots never overlap, whatever the number of
+    workers, and there is no burst after idle time (a token bucket with capacity one);
+    `interval` is (1 + guard) / rate.
+
+    A worker sends on its slots through `next_slot` and `wait_for`: `wait_for` sleeps until
+    the slot (re-reading the clock after every sleep, so nothing leaves early) and then says
+    whether the clock is still within `late_tolerance` of it. A slot missed by more than that
+    (the process was not scheduled in time, a commit or the previous send took too long) is
+    dropped and the worker takes another; a late send is what would overfill a window. With
+    `late_tolerance <= guard`, the release instants (the clock read that allowed each send) of
+    any `rate` + 1 sends span at least 1 + guard - late_tolerance >= 1 second: no 1-second
+    window ever holds more than `rate` of them (for a whole-number rate; a fractional rate r
+    bounds a window to floor(r) + 1). This assumes the workers' clocks agree (one host, or
+    NTP): skew between hosts adds to lateness unseen. It reads the real clock because it paces
+    real network calls, not the simulated `now` of a tick.
     """
 
     def __init__(
@@ -895,12 +914,19 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         guard: float = RATE_GUARD,
+        late_tolerance: float = LATE_TOLERANCE,
     ) -> None:
+        if not 0 <= late_tolerance <= guard:
+            raise ValueError("late_tolerance must be within the guard, or windows can overfill")
         self.sessions = sessions
         self.rate = rate_per_second
         self.interval = (1.0 + guard) / rate_per_second
+        self.late_tolerance = late_tolerance
         self.clock = clock
         self.sleep = sleep
+        # Slots this worker reserved and has not used yet (more than one only at >= 200/s).
+        self._slots: deque[float] = deque()
+        self.missed = 0
 
     def batch_size(self) -> int:
         """Messages per claim: what this rate sends in CLAIM_WINDOW_SECONDS, 1 to BATCH."""
@@ -915,7 +941,6 @@ class RateLimiter:
     def reserve(self, count: int = 1) -> float:
         """Reserve `count` slots; returns the first (epoch seconds); slot i is first + i*interval."""
         with session_scope(self.sessions) as session:
-            wall = datetime.fromtimestamp(self.clock(), UTC)
             query = select(SendRateSlot).where(SendRateSlot.id == 1)
             if is_postgresql(session):
                 query = query.with_for_update()
@@ -924,20 +949,38 @@ class RateLimiter:
                 insert_fn = postgresql.insert if is_postgresql(session) else sqlite.insert
                 session.execute(
                     insert_fn(SendRateSlot)
-                    .values(id=1, next_at=wall)
+                    .values(id=1, next_at=datetime.fromtimestamp(self.clock(), UTC))
                     .on_conflict_do_nothing(index_elements=["id"])
                 )
                 row = session.scalars(query).one()
-            first = max(row.next_at, wall)
+            # The clock is read under the lock: read before, it could be older than a slot
+            # another worker took meanwhile, and the slot handed out would start out late.
+            first = max(row.next_at, datetime.fromtimestamp(self.clock(), UTC))
             row.next_at = first + timedelta(seconds=count * self.interval)
         return first.timestamp()
 
-    def wait_until(self, slot: float) -> None:
+    def next_slot(self, wanted: int = 1) -> float:
+        """This worker's next slot, reserving up to `wanted` (capped by reserve_size) when it
+        has none left."""
+        if not self._slots:
+            count = max(1, min(self.reserve_size(), wanted))
+            first = self.reserve(count)
+            self._slots.extend(first + i * self.interval for i in range(count))
+        return self._slots.popleft()
+
+    def wait_for(self, slot: float) -> bool:
+        """Sleep until `slot`; True if a send may leave now, False if the slot was missed."""
         while (wait := slot - self.clock()) > 0:
             self.sleep(wait)
+        if self.clock() - slot <= self.late_tolerance:
+            return True
+        self.missed += 1
+        return False
 
     def acquire(self) -> None:
-        self.wait_until(self.reserve(1))
+        """Return at a moment a send may leave (within late_tolerance after a slot)."""
+        while not self.wait_for(self.next_slot()):
+            pass
 
 
 # --- the step ----------------------------------------------------------------------------
@@ -987,28 +1030,24 @@ def send_batch(
 ) -> None:
     """Send claimed messages, each at its rate slot; commit outcomes in groups; give back
     the claims never handed to the transport when stopped early."""
-    slots: list[float] = []
     outcomes = _Outcomes()
     handed = 0
-    last_start = float("-inf")
     last_commit = time.monotonic()
     try:
         for index, claim in enumerate(claims):
             if should_stop():
                 break
             if limiter is not None:
-                # Never closer than one interval to this worker's previous send: when a send
-                # left late, the next one does not catch up (that is how windows overfill).
-                if not slots:
-                    count = min(limiter.reserve_size(), len(claims) - index)
-                    first = limiter.reserve(count)
-                    slots = [first + i * limiter.interval for i in range(count)]
-                slot = max(slots.pop(0), last_start + limiter.interval)
-                if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
-                    _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
-                    last_commit = time.monotonic()
-                limiter.wait_until(slot)
-                last_start = limiter.clock()
+                # A missed slot (see RateLimiter) is not used: the claim waits for another.
+                while not should_stop():
+                    slot = limiter.next_slot(len(claims) - index)
+                    if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
+                        _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
+                        last_commit = time.monotonic()
+                    if limiter.wait_for(slot):
+                        break
+                else:
+                    break  # stopped before this claim got a slot: it is given back below
             # From here on the outcome of this claim may be unknown: it is never given back.
             handed += 1
             try:

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import os
 import socket
 import sys
@@ -18,11 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.db import session_scope
+from bot.services.delivery import apply_early_callbacks
 from bot.timeutil import local_to_utc
 from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
 from .send import RateLimiter, SendCounts, send_due
+from .sweep import sweep
 
 
 @dataclass
@@ -30,8 +29,10 @@ class TickSummary:
     now: datetime
     plan: PlanCounts = field(default_factory=PlanCounts)
     send: SendCounts = field(default_factory=SendCounts)
-    # Whatever scheduler.sweep returns (issue 6); empty when that step is not installed.
+    # SweepCounts as a dict (empty until the sweep has run).
     sweep: dict[str, Any] = field(default_factory=dict)
+    # Status callbacks that came before their SID was recorded, applied now.
+    early_statuses: int = 0
     stopped: bool = False
 
     def as_log(self) -> dict[str, Any]:
@@ -40,6 +41,7 @@ class TickSummary:
             "plan": asdict(self.plan),
             "send": asdict(self.send),
             "sweep": self.sweep,
+            "early_statuses": self.early_statuses,
             "stopped": self.stopped,
         }
 
@@ -52,6 +54,8 @@ class TickSummary:
             f"failed {s.failed}, unknown {s.unknown}, cancelled {s.cancelled}, "
             f"skipped {s.skipped}, deferred {s.deferred}"
         )
+        if self.early_statuses:
+            text += f"; {self.early_statuses} early status callback(s) applied"
         if self.sweep:
             text += "; sweep " + ", ".join(f"{k} {v}" for k, v in self.sweep.items())
         if self.stopped:
@@ -68,25 +72,9 @@ def default_worker_id() -> str:
 
 
 def _run_sweep(sessions: sessionmaker[Session], now: datetime, config: Config) -> dict[str, Any]:
-    """scheduler.sweep (issue 6) when it is installed: `sweep(session_factory or session, now)`."""
-    if importlib.util.find_spec("scheduler.sweep") is None:
-        return {}
-    module = importlib.import_module("scheduler.sweep")
-    sweep: Callable[..., Any] = module.sweep
-    first = next(iter(inspect.signature(sweep).parameters), "")
-    if "factory" in first or first == "sessions":
-        result = sweep(sessions, now)
-    else:
-        with session_scope(sessions) as session:
-            # The ladder's pages need the public URL and the program's zone.
-            result = sweep(session, now, config)
-    if result is None:
-        return {}
-    if isinstance(result, dict):
-        return result
-    if hasattr(result, "__dataclass_fields__"):
-        return asdict(result)
-    return {"result": str(result)}
+    with session_scope(sessions) as session:
+        # The ladder's pages need the public URL and the program's zone.
+        return asdict(sweep(session, now, config))
 
 
 def tick(
@@ -120,6 +108,9 @@ def tick(
     if should_stop():
         summary.stopped = True
         return summary
+    # Before the sweep, so that a failure reported early is flagged by this tick.
+    with session_scope(sessions) as session:
+        summary.early_statuses = apply_early_callbacks(session, now)
     summary.sweep = _run_sweep(sessions, now, config)
     return summary
 

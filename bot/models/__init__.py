@@ -5,7 +5,7 @@ from .audit import AuditLog
 from .base import Base, UTCDateTime
 from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
-from .messages import InboundMessage, OutboundMessage
+from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
@@ -17,6 +17,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "ConsentEvent",
+    "EarlyStatusCallback",
     "Expectation",
     "Flag",
     "FlagEvent",

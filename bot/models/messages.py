@@ -107,3 +107,24 @@ class InboundMessage(Base):
     # What the bot understood: stop, start, help, yes, no, crisis, none.
     intent: Mapped[str | None] = mapped_column(String(12))
     processed_at: Mapped[datetime | None]
+
+
+class EarlyStatusCallback(Base):
+    """A status callback for a SID the outbox does not know yet.
+
+    Twilio can call back before the sender has committed the SID it got for a message (the
+    answer to the send and the first callback race). Dropping such a callback would lose a
+    `failed` or `undelivered` for good, and with it the `delivery_failed` flag; so it waits here
+    and each scheduler tick applies the ones whose SID has since been recorded. Callbacks for
+    SIDs that never turn up (another app on the same account) are dropped after a day. No body
+    and no phone number is kept.
+    """
+
+    __tablename__ = "early_status_callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), index=True)
+    twilio_status: Mapped[str] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(12))
+    error_message: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(index=True)

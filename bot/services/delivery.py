@@ -1,8 +1,9 @@
 """Twilio status callbacks: move an outbound message's status forward, never back.
 
 Callbacks arrive out of order and more than once (a `sent` after a `delivered` is normal), and
-for messages this database does not know (another app on the same account, or a row deleted
-since). Each callback is one conditional UPDATE that only applies when the new status ranks
+for SIDs the outbox does not know: yet (Twilio called back before the sender committed the SID:
+kept in early_status_callbacks and applied by the next scheduler tick), or ever (another app on
+the same account: those are dropped after a day). Each callback is one conditional UPDATE that only applies when the new status ranks
 above the stored one, so two callbacks at once cannot move a message backwards.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.log import log_event, mask_phone
-from bot.models import OutboundMessage, Participant
+from bot.models import EarlyStatusCallback, OutboundMessage, Participant
 from bot.services.flags import raise_flag
 from bot.services.inbound import opt_out
 from bot.services.settings import get_setting
@@ -53,6 +54,8 @@ RANK = {
 }
 # The recipient has replied STOP to the carrier: texting them again is not allowed.
 UNSUBSCRIBED_CODE = 21610
+# A callback whose SID has not turned up in the outbox after this long is not ours.
+EARLY_CALLBACK_TTL = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,23 @@ def apply_status(
     now: datetime,
     error_message: str | None = None,
 ) -> StatusOutcome:
-    """Apply one status callback. Unknown SIDs and statuses are ignored (the webhook still
-    answers 200, or Twilio would retry)."""
+    """Apply one status callback. A callback for a SID the outbox does not know is kept for
+    `apply_early_callbacks`; an unknown status is ignored (the webhook answers 200 either way,
+    or Twilio would retry)."""
     message = session.scalars(
         select(OutboundMessage).where(OutboundMessage.provider_sid == provider_sid)
     ).first()
     if message is None:
-        log_event(log, "status.unknown_sid", sid=provider_sid, status=twilio_status)
+        log_event(log, "status.unknown_sid", sid=provider_sid, status=twilio_status[:20])
+        session.add(
+            EarlyStatusCallback(
+                provider_sid=provider_sid,
+                twilio_status=twilio_status.strip()[:20],
+                error_code=(error_code or "").strip()[:12] or None,
+                error_message=error_message[:255] if error_message else None,
+                received_at=now,
+            )
+        )
         return StatusOutcome(known=False, moved=False)
     new_status = _TWILIO_STATUS.get(twilio_status.strip().lower())
     if new_status is None:
@@ -130,6 +143,35 @@ def apply_status(
     if code is not None and code_is_new and message.participant_id is not None:
         act_on_error_code(session, message, code, now=now)
     return StatusOutcome(known=True, moved=moved, status=message.status)
+
+
+def apply_early_callbacks(session: Session, now: datetime) -> int:
+    """Apply the kept callbacks whose SID the outbox now knows, in the order they came, then
+    drop them and any older than EARLY_CALLBACK_TTL. Returns how many were applied. Called by
+    every scheduler tick: the table is empty or nearly so, and the lookup is by index."""
+    waiting = session.scalars(
+        select(EarlyStatusCallback)
+        .join(OutboundMessage, OutboundMessage.provider_sid == EarlyStatusCallback.provider_sid)
+        .order_by(EarlyStatusCallback.id)
+    ).all()
+    for callback in waiting:
+        apply_status(
+            session,
+            provider_sid=callback.provider_sid,
+            twilio_status=callback.twilio_status,
+            error_code=callback.error_code,
+            error_message=callback.error_message,
+            now=callback.received_at,
+        )
+    applied_ids = [callback.id for callback in waiting]
+    if applied_ids:
+        session.execute(delete(EarlyStatusCallback).where(EarlyStatusCallback.id.in_(applied_ids)))
+    session.execute(
+        delete(EarlyStatusCallback).where(
+            EarlyStatusCallback.received_at < now - EARLY_CALLBACK_TTL
+        )
+    )
+    return len(applied_ids)
 
 
 def act_on_error_code(

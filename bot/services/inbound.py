@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
-from bot.db import session_scope
+from bot.db import is_postgresql, one_connection_session
 from bot.log import log_event, mask_phone
 from bot.models import (
     Appointment,
@@ -85,27 +85,35 @@ class InboundOutcome:
 # --- matching -----------------------------------------------------------------------------------
 
 
-def find_participant(session: Session, from_address: str) -> Participant | None:
-    """The participant texting from `from_address`: `+1...` and `whatsapp:+1...` are the same
-    person (matched by E.164 phone)."""
+def _sender_phone(from_address: str) -> str | None:
+    """The E.164 phone behind `+1...` or `whatsapp:+1...`, or None if it is not a phone."""
     _channel, phone = split_channel_address(from_address)
-    if not phone.startswith("+"):
-        try:
-            phone = normalize_phone(phone)
-        except PhoneError:
-            return None
-    return session.scalars(select(Participant).where(Participant.phone == phone)).first()
+    if phone.startswith("+"):
+        return phone
+    try:
+        return normalize_phone(phone)
+    except PhoneError:
+        return None
 
 
 # --- storing ------------------------------------------------------------------------------------
 
 
-def store(session: Session, form: InboundForm, *, now: datetime) -> int | None:
-    """Insert the raw message unless its MessageSid is already stored. Returns the new row's id,
-    or None for a duplicate. The database decides (unique index + ON CONFLICT DO NOTHING), so two
-    requests at the same moment cannot both win."""
-    participant = find_participant(session, form.from_address)
+def store(session: Session, form: InboundForm, *, now: datetime) -> InboundMessage | None:
+    """Insert the raw message unless its MessageSid is already stored. Returns the new row, or
+    None for a duplicate. The database decides (unique index + ON CONFLICT DO NOTHING), so two
+    requests at the same moment cannot both win.
+
+    One statement does it all (the sender is matched inside the INSERT and the row comes back
+    through RETURNING): this runs for every text, and every round trip here is paid by all of
+    them."""
     channel, _phone = split_channel_address(form.from_address)
+    phone = _sender_phone(form.from_address)
+    participant_id: Any = (
+        select(Participant.id).where(Participant.phone == phone).scalar_subquery()
+        if phone is not None
+        else None
+    )
     values: dict[str, Any] = {
         "message_sid": form.message_sid,
         "from_address": form.from_address,
@@ -114,19 +122,18 @@ def store(session: Session, form: InboundForm, *, now: datetime) -> int | None:
         "body": form.body,
         "num_media": form.num_media,
         "raw_form": form.raw_form,
-        "participant_id": participant.id if participant else None,
+        "participant_id": participant_id,
         "received_at": now,
         "processing_state": "received",
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if is_postgresql(session) else sqlite_insert
     statement = (
         insert(InboundMessage)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["message_sid"])
-        .returning(InboundMessage.id)
+        .returning(InboundMessage)
     )
-    new_id: int | None = session.execute(statement).scalar_one_or_none()
-    return new_id
+    return session.scalars(statement).first()
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -608,40 +615,53 @@ def receive(
     A duplicate MessageSid changes nothing and answers with the reply recorded for the
     original, if any: Twilio only retries when it did not get our answer, so the person has
     not seen it yet.
+
+    One session, two transactions: the first commits the raw message before anything reads
+    it; the second acts on it. The session keeps the stored row across the commit
+    (expire_on_commit is off), so processing does not read it back.
     """
-    with session_scope(sessions) as session:
-        message_id = store(session, form, now=now)
-    if message_id is None:
-        with sessions() as session:
+    with one_connection_session(sessions) as session:
+        message = store(session, form, now=now)
+        session.commit()
+        if message is None:
             reply = _stored_reply(session, form.message_sid)
-        log_event(
-            log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
-        )
-        return InboundOutcome(reply=reply, duplicate=True)
-    try:
-        with session_scope(sessions) as session:
-            message = session.get_one(InboundMessage, message_id)
+            session.rollback()
+            log_event(
+                log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
+            )
+            return InboundOutcome(reply=reply, duplicate=True)
+        message_id = message.id
+        try:
             reply = process(session, message, now=now, config=config)
             intent = message.intent
-    except Exception as exc:
-        # Only the exception's class: its text may quote SQL parameters, i.e. the body.
-        log_event(
-            log,
-            "inbound.processing_failed",
-            level=logging.ERROR,
-            sid=form.message_sid,
-            sender=mask_phone(form.from_address),
-            error=type(exc).__name__,
-        )
-        with session_scope(sessions) as session:
-            session.execute(
-                update(InboundMessage)
-                .where(InboundMessage.id == message_id)
-                .values(
-                    processing_state="failed",
-                    processing_error=type(exc).__name__[:255],
-                    processed_at=now,
-                )
-            )
-        return InboundOutcome(reply=None, message_id=message_id, failed=True)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            _mark_failed(session, message_id, exc, form=form, now=now)
+            return InboundOutcome(reply=None, message_id=message_id, failed=True)
     return InboundOutcome(reply=reply, message_id=message_id, intent=intent)
+
+
+def _mark_failed(
+    session: Session, message_id: int, exc: Exception, *, form: InboundForm, now: datetime
+) -> None:
+    """Keep the stored message visible to coaches as `failed`, with the error's class."""
+    # Only the exception's class: its text may quote SQL parameters, i.e. the body.
+    log_event(
+        log,
+        "inbound.processing_failed",
+        level=logging.ERROR,
+        sid=form.message_sid,
+        sender=mask_phone(form.from_address),
+        error=type(exc).__name__,
+    )
+    session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message_id)
+        .values(
+            processing_state="failed",
+            processing_error=type(exc).__name__[:255],
+            processed_at=now,
+        )
+    )
+    session.commit()

@@ -301,3 +301,20 @@ def test_validation_raises_nothing_but_template_error(body: str) -> None:
         assert render_template(body, sample_context("en")) == render_template(
             body, sample_context("en")
         )
+
+
+def test_rendering_reuses_nothing_across_different_bodies_or_placeholder_sets() -> None:
+    # Compiled templates are cached by body: an edited body must render as edited, and a body
+    # allowed for one key is still refused where its placeholder is not allowed.
+    context = {"first_name": "Ana", "program_name": "Next Step"}
+    assert render_template("Hi {{ first_name }}", context) == "Hi Ana"
+    assert render_template("Hello {{ first_name }}", context) == "Hello Ana"
+    assert render_template("Hi {{ first_name }}", context, allowed={"first_name"}) == "Hi Ana"
+    with pytest.raises(TemplateError):
+        render_template("Hi {{ first_name }}", context, allowed={"program_name"})
+
+
+def test_a_refused_template_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(TemplateError):
+            render_template("Hi {{ first_name.upper() }}", {"first_name": "Ana"})

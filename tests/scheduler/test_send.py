@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
+from bot.services.delivery import apply_status
 from bot.services.outbox import enqueue
 from bot.transport.base import SendRequest, SendResult, TransportError
 from bot.transport.simulated import SimulatedTransport
@@ -260,6 +261,32 @@ def test_after_downtime_only_the_latest_due_reminder_of_an_appointment_goes(
     states = _states(sessions, pid)
     assert (states["reminder.3d"], states["reminder.1d"]) == ("skipped", "sent")
     assert len(transport.sent) == 1
+
+
+def test_a_status_callback_that_beat_the_sid_to_the_database_is_applied_by_the_next_tick(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    pid = _participant(sessions)
+    now = utc("2026-03-03T15:05:00Z")
+    _run(sessions, transport, config, now)
+    with sessions.begin() as session:
+        welcome = session.scalars(
+            select(OutboundMessage).where(OutboundMessage.participant_id == pid)
+        ).first()
+        assert welcome is not None and welcome.provider_sid is not None
+        sid = welcome.provider_sid
+        # Replay the race: the callback came while the SID was not yet committed.
+        welcome.provider_sid = None
+    with sessions.begin() as session:
+        apply_status(session, provider_sid=sid, twilio_status="failed", error_code="30005", now=now)
+    with sessions.begin() as session:
+        session.get_one(OutboundMessage, welcome.id).provider_sid = sid
+    summary = tick(sessions, transport, config, now + timedelta(minutes=1), rate_limited=False)
+    assert summary.early_statuses == 1
+    with sessions() as session:
+        assert session.get_one(OutboundMessage, welcome.id).status == "failed"
+        flag = session.scalars(select(Flag).where(Flag.reason == "delivery_failed")).one()
+        assert flag.participant_id == pid
 
 
 @dataclass

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import Flag, OutboundMessage, Participant
-from bot.services.delivery import apply_status
+from bot.models import EarlyStatusCallback, Flag, OutboundMessage, Participant
+from bot.services.delivery import EARLY_CALLBACK_TTL, apply_early_callbacks, apply_status
 from bot.services.settings import DEFAULT_SETTINGS, set_setting
 from tests.factories import make_participant, make_user
 
@@ -77,11 +77,7 @@ def test_a_callback_resolves_an_unknown_send(session: Session, now: datetime) ->
     assert _apply(session, message, "delivered", now) == "delivered"
 
 
-def test_unknown_sids_and_statuses_are_ignored(session: Session, now: datetime) -> None:
-    outcome = apply_status(
-        session, provider_sid="SMnope", twilio_status="delivered", error_code=None, now=now
-    )
-    assert not outcome.known
+def test_unknown_statuses_are_ignored(session: Session, now: datetime) -> None:
     message = _sent(session, now, make_participant(session, now))
     assert _apply(session, message, "teleported", now) == "queued"
 
@@ -141,3 +137,54 @@ def test_a_failed_page_flags_no_participant(session: Session, now: datetime) -> 
     page = _sent(session, now, None, user_id=user.id)
     assert _apply(session, page, "undelivered", now, code="30003") == "undelivered"
     assert session.scalars(select(Flag)).all() == []
+
+
+def test_a_failure_reported_before_the_sid_was_recorded_is_applied_and_flagged_later(
+    session: Session, now: datetime
+) -> None:
+    # Twilio's callback can beat the sender's commit of the SID it just got.
+    person = make_participant(session, now)
+    message = _sent(session, now, person, status="sending", provider_sid=None)
+    early = apply_status(
+        session, provider_sid="SMearly", twilio_status="undelivered", error_code="30003", now=now
+    )
+    assert not early.known
+    assert session.scalars(select(Flag)).all() == []
+    message.provider_sid, message.status = "SMearly", "queued"  # the sender records the SID
+    session.flush()
+    assert apply_early_callbacks(session, now + timedelta(minutes=1)) == 1
+    session.refresh(message)
+    assert (message.status, message.error_code) == ("undelivered", 30003)
+    assert message.status_updated_at == now  # when Twilio said so, not when the tick ran
+    flag = session.scalars(select(Flag)).one()
+    assert (flag.reason, flag.participant_id) == ("delivery_failed", person.id)
+    assert session.scalars(select(EarlyStatusCallback)).all() == []
+
+
+def test_early_callbacks_are_applied_in_the_order_they_came(
+    session: Session, now: datetime
+) -> None:
+    message = _sent(
+        session, now, make_participant(session, now), status="sending", provider_sid=None
+    )
+    for status in ("sent", "delivered", "queued"):
+        apply_status(
+            session, provider_sid="SMorder", twilio_status=status, error_code=None, now=now
+        )
+    message.provider_sid = "SMorder"
+    session.flush()
+    assert apply_early_callbacks(session, now) == 3
+    session.refresh(message)
+    assert message.status == "delivered"
+
+
+def test_a_callback_for_a_sid_that_never_turns_up_is_dropped_after_a_day(
+    session: Session, now: datetime
+) -> None:
+    apply_status(
+        session, provider_sid="SMother", twilio_status="delivered", error_code=None, now=now
+    )
+    assert apply_early_callbacks(session, now + EARLY_CALLBACK_TTL) == 0
+    assert len(session.scalars(select(EarlyStatusCallback)).all()) == 1  # still waiting
+    assert apply_early_callbacks(session, now + EARLY_CALLBACK_TTL + timedelta(seconds=1)) == 0
+    assert session.scalars(select(EarlyStatusCallback)).all() == []

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
@@ -225,3 +225,55 @@ def test_an_answer_satisfies_the_confirm_expectation(
     session.expire_all()
     assert session.get_one(Expectation, expectation.id).state == "satisfied"
     assert session.get_one(Appointment, appointment.id).responded_at == now
+
+
+def test_a_text_uses_one_pooled_connection_for_both_transactions(
+    sessions: sessionmaker[Session], session: Session, engine: Engine, now: datetime, config: Config
+) -> None:
+    # Every text pays for each checkout (and its liveness ping): store and process share one.
+    person = make_participant(session, now)
+    session.commit()
+    checkouts: list[object] = []
+
+    def on_checkout(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(engine, "checkout", on_checkout)
+    try:
+        outcome = receive(sessions, form(person.phone, "doing ok today"), now=now, config=config)
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+    assert outcome.intent == "none" and not outcome.failed
+    assert len(checkouts) == 1
+
+
+def test_an_ordinary_reply_costs_five_statements(
+    sessions: sessionmaker[Session], session: Session, engine: Engine, now: datetime, config: Config
+) -> None:
+    # The hot path of the webhook: store (sender matched inside the INSERT), load the person,
+    # satisfy "reply by" expectations, look for a no_reply flag, mark the message processed.
+    person = make_participant(session, now)
+    session.commit()
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        if not sql.lstrip().upper().startswith(("BEGIN", "COMMIT", "PRAGMA", "SELECT 1")):
+            statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        receive(sessions, form(person.phone, "doing ok today"), now=now, config=config)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 5, statements
+
+
+def test_the_stored_row_is_returned_with_the_sender_matched(
+    session: Session, now: datetime
+) -> None:
+    person = make_participant(session, now)
+    stored = store(session, form(f"whatsapp:{person.phone}", "hola"), now=now)
+    assert stored is not None
+    assert stored.participant_id == person.id and stored.channel == "whatsapp"
+    unknown = store(session, form("+13125559999", "who is this"), now=now)
+    assert unknown is not None and unknown.participant_id is None
