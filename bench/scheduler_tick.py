@@ -22,9 +22,10 @@ settings digest current, so `plan` has nothing to do), no appointments:
   `planned` next week; a tick with nothing due, timed five times.
 
 Transport: the in-memory SimulatedTransport (no network; it records each request). The shared
-rate limiter is ON (one slot reservation per claimed batch) at 1,000,000 messages/s, so it is
-included in the cost but is not the bottleneck; the real send rate is benched separately in
-bench/send_rate.py. `--profile` prints a pyinstrument profile of the due tick.
+rate limiter is ON at 1,000,000 messages/s (claim batches of BATCH = 2000, one slot
+reservation per RESERVE_MAX = 500 sends; scheduler/send.py), so it is included in the cost but
+is not the bottleneck; the real send rate is benched separately in bench/send_rate.py.
+`--profile` prints a pyinstrument profile of the due tick.
 """
 
 from __future__ import annotations
