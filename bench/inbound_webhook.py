@@ -14,8 +14,9 @@ client runs on the same machine and takes CPU from the servers: the numbers are 
 Because wall-clock throughput on a shared 2-CPU machine moves with whatever else runs, the bench
 also prints the CPU time each request cost the server side (read from /proc before and after the
 throughput run): the gunicorn workers, and for the app the PostgreSQL backends serving it. That
-figure does not depend on the machine being idle; 1000 / (CPU ms per request) is the request
-rate one fully busy core could serve.
+figure depends much less on the machine being idle; 1000 / (CPU ms per request) is the request
+rate one fully busy core could serve. It is a floor: PostgreSQL's WAL writer and checkpointer are
+not counted, and the backends are the ones open after the warm-up (the pool is full by then).
 """
 
 from __future__ import annotations

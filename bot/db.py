@@ -80,8 +80,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def one_connection_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that keeps one pooled connection for all its transactions. A plain session
     gives its connection back at each commit and checks one out (and pings it) again for the
-    next transaction; a request that commits twice pays that twice. The caller commits."""
-    engine = factory.kw["bind"]
+    next transaction; a request that commits twice pays that twice. The caller commits.
+
+    `factory` must be bound to an Engine (make_session_factory does that). Inside, the session
+    is bound to that one Connection, so code that opens another session from `factory` gets a
+    second connection: pass this session down instead."""
+    engine = factory.kw.get("bind")
+    if not isinstance(engine, Engine):
+        raise TypeError("one_connection_session needs a sessionmaker bound to an Engine")
     with engine.connect() as connection, factory(bind=connection) as session:
         yield session
 

@@ -109,8 +109,7 @@ def tick(
         summary.stopped = True
         return summary
     # Before the sweep, so that a failure reported early is flagged by this tick.
-    with session_scope(sessions) as session:
-        summary.early_statuses = apply_early_callbacks(session, now)
+    summary.early_statuses = apply_early_callbacks(sessions, now)
     summary.sweep = _run_sweep(sessions, now, config)
     return summary
 

@@ -116,8 +116,9 @@ class EarlyStatusCallback(Base):
     answer to the send and the first callback race). Dropping such a callback would lose a
     `failed` or `undelivered` for good, and with it the `delivery_failed` flag; so it waits here
     and each scheduler tick applies the ones whose SID has since been recorded. Callbacks for
-    SIDs that never turn up (another app on the same account) are dropped after a day. No body
-    and no phone number is kept.
+    SIDs that never turn up (another app on the same account) are dropped after a day. Only the
+    SID, the status and the numeric error code are kept: no body, no number, and not Twilio's
+    free-text error message (it can quote the number).
     """
 
     __tablename__ = "early_status_callbacks"
@@ -125,6 +126,5 @@ class EarlyStatusCallback(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_sid: Mapped[str] = mapped_column(String(64), index=True)
     twilio_status: Mapped[str] = mapped_column(String(20))
-    error_code: Mapped[str | None] = mapped_column(String(12))
-    error_message: Mapped[str | None] = mapped_column(String(255))
+    error_code: Mapped[int | None]
     received_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,9 +1,9 @@
 """Twilio status callbacks: move an outbound message's status forward, never back.
 
 Callbacks arrive out of order and more than once (a `sent` after a `delivered` is normal), and
-for SIDs the outbox does not know: yet (Twilio called back before the sender committed the SID:
-kept in early_status_callbacks and applied by the next scheduler tick), or ever (another app on
-the same account: those are dropped after a day). Each callback is one conditional UPDATE that only applies when the new status ranks
+for SIDs the outbox does not know. Some it will know soon: Twilio called back before the sender
+committed the SID. Those are kept in early_status_callbacks and applied by the next scheduler
+tick. Others it never will (another app on the same account): they are dropped after a day. Each callback is one conditional UPDATE that only applies when the new status ranks
 above the stored one, so two callbacks at once cannot move a message backwards.
 """
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.db import session_scope
 from bot.log import log_event, mask_phone
 from bot.models import EarlyStatusCallback, OutboundMessage, Participant
 from bot.services.flags import raise_flag
@@ -65,13 +66,18 @@ class StatusOutcome:
     status: str | None = None
 
 
+# Twilio's error codes are five digits; anything outside a database INTEGER is not one.
+_MAX_CODE = 2**31 - 1
+
+
 def _parse_code(raw: str | None) -> int | None:
     if raw is None or not raw.strip():
         return None
     try:
-        return int(raw.strip())
+        code = int(raw.strip())
     except ValueError:
         return None
+    return code if 0 <= code <= _MAX_CODE else None
 
 
 def apply_status(
@@ -95,8 +101,7 @@ def apply_status(
             EarlyStatusCallback(
                 provider_sid=provider_sid,
                 twilio_status=twilio_status.strip()[:20],
-                error_code=(error_code or "").strip()[:12] or None,
-                error_message=error_message[:255] if error_message else None,
+                error_code=_parse_code(error_code),
                 received_at=now,
             )
         )
@@ -145,33 +150,62 @@ def apply_status(
     return StatusOutcome(known=True, moved=moved, status=message.status)
 
 
-def apply_early_callbacks(session: Session, now: datetime) -> int:
-    """Apply the kept callbacks whose SID the outbox now knows, in the order they came, then
-    drop them and any older than EARLY_CALLBACK_TTL. Returns how many were applied. Called by
-    every scheduler tick: the table is empty or nearly so, and the lookup is by index."""
-    waiting = session.scalars(
-        select(EarlyStatusCallback)
-        .join(OutboundMessage, OutboundMessage.provider_sid == EarlyStatusCallback.provider_sid)
-        .order_by(EarlyStatusCallback.id)
-    ).all()
-    for callback in waiting:
-        apply_status(
-            session,
-            provider_sid=callback.provider_sid,
-            twilio_status=callback.twilio_status,
-            error_code=callback.error_code,
-            error_message=callback.error_message,
-            now=callback.received_at,
+def apply_early_callbacks(sessions: sessionmaker[Session], now: datetime) -> int:
+    """Apply the kept callbacks whose SID the outbox now knows, in the order they came, each in
+    its own transaction, then drop those older than EARLY_CALLBACK_TTL. Returns how many were
+    applied. Called by every scheduler tick: the table is empty or nearly so.
+
+    One transaction per callback, so that a callback that cannot be applied is logged and
+    dropped instead of failing the tick (and the sweep after it) on every run, and so that no
+    transaction holds the locks of several messages while the status webhook takes them one by
+    one. A row another tick is applying is skipped (SKIP LOCKED)."""
+    with sessions() as session:
+        waiting = session.scalars(
+            select(EarlyStatusCallback.id)
+            .join(OutboundMessage, OutboundMessage.provider_sid == EarlyStatusCallback.provider_sid)
+            .order_by(EarlyStatusCallback.id)
+        ).all()
+    applied = sum(_apply_early_callback(sessions, callback_id) for callback_id in waiting)
+    with session_scope(sessions) as session:
+        session.execute(
+            delete(EarlyStatusCallback).where(
+                EarlyStatusCallback.received_at < now - EARLY_CALLBACK_TTL
+            )
         )
-    applied_ids = [callback.id for callback in waiting]
-    if applied_ids:
-        session.execute(delete(EarlyStatusCallback).where(EarlyStatusCallback.id.in_(applied_ids)))
-    session.execute(
-        delete(EarlyStatusCallback).where(
-            EarlyStatusCallback.received_at < now - EARLY_CALLBACK_TTL
-        )
-    )
-    return len(applied_ids)
+    return applied
+
+
+def _apply_early_callback(sessions: sessionmaker[Session], callback_id: int) -> bool:
+    with session_scope(sessions) as session:
+        callback = session.scalars(
+            select(EarlyStatusCallback)
+            .where(EarlyStatusCallback.id == callback_id)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if callback is None:
+            return False  # another tick has it
+        try:
+            with session.begin_nested():
+                apply_status(
+                    session,
+                    provider_sid=callback.provider_sid,
+                    twilio_status=callback.twilio_status,
+                    error_code=None if callback.error_code is None else str(callback.error_code),
+                    # When Twilio said so, not when this tick ran.
+                    now=callback.received_at,
+                )
+        except Exception as exc:
+            log_event(
+                log,
+                "status.early_callback_failed",
+                level=logging.ERROR,
+                sid=callback.provider_sid,
+                error=type(exc).__name__,
+            )
+            session.delete(callback)
+            return False
+        session.delete(callback)
+        return True
 
 
 def act_on_error_code(

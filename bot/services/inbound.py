@@ -616,13 +616,12 @@ def receive(
     original, if any: Twilio only retries when it did not get our answer, so the person has
     not seen it yet.
 
-    One session, two transactions: the first commits the raw message before anything reads
-    it; the second acts on it. The session keeps the stored row across the commit
-    (expire_on_commit is off), so processing does not read it back.
+    One session on one connection, two transactions: the first commits the raw message before
+    anything acts on it; the second acts on it. The stored row stays loaded across the commit
+    (make_session_factory turns expire_on_commit off), so processing does not read it back.
     """
     with one_connection_session(sessions) as session:
         message = store(session, form, now=now)
-        session.commit()
         if message is None:
             reply = _stored_reply(session, form.message_sid)
             session.rollback()
@@ -630,6 +629,7 @@ def receive(
                 log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
             )
             return InboundOutcome(reply=reply, duplicate=True)
+        session.commit()  # stored for good before anything acts on it
         message_id = message.id
         try:
             reply = process(session, message, now=now, config=config)

@@ -21,8 +21,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("provider_sid", sa.String(length=64), nullable=False),
         sa.Column("twilio_status", sa.String(length=20), nullable=False),
-        sa.Column("error_code", sa.String(length=12), nullable=True),
-        sa.Column("error_message", sa.String(length=255), nullable=True),
+        sa.Column("error_code", sa.Integer(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_early_status_callbacks")),
     )

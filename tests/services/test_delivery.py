@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.models import EarlyStatusCallback, Flag, OutboundMessage, Participant
+from bot.services import delivery
 from bot.services.delivery import EARLY_CALLBACK_TTL, apply_early_callbacks, apply_status
 from bot.services.settings import DEFAULT_SETTINGS, set_setting
 from tests.factories import make_participant, make_user
@@ -139,52 +141,118 @@ def test_a_failed_page_flags_no_participant(session: Session, now: datetime) -> 
     assert session.scalars(select(Flag)).all() == []
 
 
+def _early(session: Session, sid: str, status: str, now: datetime, code: str | None = None) -> None:
+    outcome = apply_status(
+        session, provider_sid=sid, twilio_status=status, error_code=code, now=now
+    )
+    assert not outcome.known
+
+
+def _record_sid(sessions: sessionmaker[Session], message_id: int, sid: str) -> None:
+    """What the sender does once Twilio has answered the send."""
+    with sessions.begin() as session:
+        message = session.get_one(OutboundMessage, message_id)
+        message.provider_sid, message.status = sid, "queued"
+
+
 def test_a_failure_reported_before_the_sid_was_recorded_is_applied_and_flagged_later(
-    session: Session, now: datetime
+    sessions: sessionmaker[Session], session: Session, now: datetime
 ) -> None:
     # Twilio's callback can beat the sender's commit of the SID it just got.
     person = make_participant(session, now)
     message = _sent(session, now, person, status="sending", provider_sid=None)
-    early = apply_status(
-        session, provider_sid="SMearly", twilio_status="undelivered", error_code="30003", now=now
-    )
-    assert not early.known
+    _early(session, "SMearly", "undelivered", now, code="30003")
     assert session.scalars(select(Flag)).all() == []
-    message.provider_sid, message.status = "SMearly", "queued"  # the sender records the SID
-    session.flush()
-    assert apply_early_callbacks(session, now + timedelta(minutes=1)) == 1
-    session.refresh(message)
+    session.commit()
+    _record_sid(sessions, message.id, "SMearly")
+    assert apply_early_callbacks(sessions, now + timedelta(minutes=1)) == 1
+    session.expire_all()
+    message = session.get_one(OutboundMessage, message.id)
     assert (message.status, message.error_code) == ("undelivered", 30003)
     assert message.status_updated_at == now  # when Twilio said so, not when the tick ran
     flag = session.scalars(select(Flag)).one()
     assert (flag.reason, flag.participant_id) == ("delivery_failed", person.id)
     assert session.scalars(select(EarlyStatusCallback)).all() == []
+    session.commit()  # (SQLite: a reader here would hold the write lock)
+    # Applied once: running again finds nothing and raises nothing more.
+    assert apply_early_callbacks(sessions, now + timedelta(minutes=2)) == 0
+    assert session.scalars(select(Flag)).one().occurrences == 1
+
+
+def test_an_early_carrier_stop_opts_the_person_out_when_applied(
+    sessions: sessionmaker[Session], session: Session, now: datetime
+) -> None:
+    person = make_participant(session, now)
+    message = _sent(session, now, person, status="sending", provider_sid=None)
+    _early(session, "SMstop", "undelivered", now, code="21610")
+    session.commit()
+    _record_sid(sessions, message.id, "SMstop")
+    apply_early_callbacks(sessions, now)
+    session.expire_all()
+    assert session.get_one(Participant, person.id).status == "opted_out"
 
 
 def test_early_callbacks_are_applied_in_the_order_they_came(
-    session: Session, now: datetime
+    sessions: sessionmaker[Session], session: Session, now: datetime
 ) -> None:
-    message = _sent(
-        session, now, make_participant(session, now), status="sending", provider_sid=None
-    )
+    person = make_participant(session, now)
+    message = _sent(session, now, person, status="sending", provider_sid=None)
     for status in ("sent", "delivered", "queued"):
-        apply_status(
-            session, provider_sid="SMorder", twilio_status=status, error_code=None, now=now
-        )
-    message.provider_sid = "SMorder"
+        _early(session, "SMorder", status, now)
+    session.commit()
+    _record_sid(sessions, message.id, "SMorder")
+    assert apply_early_callbacks(sessions, now) == 3
+    session.expire_all()
+    assert session.get_one(OutboundMessage, message.id).status == "delivered"
+
+
+def test_a_callback_that_cannot_be_applied_is_dropped_and_the_others_still_apply(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One bad row must not fail every tick (and the sweep after it) forever.
+    person = make_participant(session, now)
+    bad = _sent(session, now, person, status="sending", provider_sid=None)
+    good = _sent(session, now, person, status="sending", provider_sid=None)
+    _early(session, "SMbad", "delivered", now)
+    _early(session, "SMgood", "delivered", now)
+    session.commit()
+    _record_sid(sessions, bad.id, "SMbad")
+    _record_sid(sessions, good.id, "SMgood")
+    real = delivery.apply_status
+
+    def failing_for_one(session: Session, *, provider_sid: str, **rest: Any) -> Any:
+        if provider_sid == "SMbad":
+            raise RuntimeError("cannot apply")
+        return real(session, provider_sid=provider_sid, **rest)
+
+    monkeypatch.setattr(delivery, "apply_status", failing_for_one)
+    assert apply_early_callbacks(sessions, now) == 1
+    session.expire_all()
+    assert session.get_one(OutboundMessage, good.id).status == "delivered"
+    assert session.get_one(OutboundMessage, bad.id).status == "queued"
+    assert session.scalars(select(EarlyStatusCallback)).all() == []
+
+
+def test_an_error_code_no_integer_can_hold_is_not_stored(session: Session, now: datetime) -> None:
+    message = _sent(session, now, make_participant(session, now))
+    assert _apply(session, message, "failed", now, code="99999999999") == "failed"
+    assert message.error_code is None
+    _early(session, "SMhuge", "failed", now, code="99999999999")
     session.flush()
-    assert apply_early_callbacks(session, now) == 3
-    session.refresh(message)
-    assert message.status == "delivered"
+    assert session.scalars(select(EarlyStatusCallback.error_code)).one() is None
 
 
 def test_a_callback_for_a_sid_that_never_turns_up_is_dropped_after_a_day(
-    session: Session, now: datetime
+    sessions: sessionmaker[Session], session: Session, now: datetime
 ) -> None:
-    apply_status(
-        session, provider_sid="SMother", twilio_status="delivered", error_code=None, now=now
-    )
-    assert apply_early_callbacks(session, now + EARLY_CALLBACK_TTL) == 0
+    _early(session, "SMother", "delivered", now)
+    session.commit()
+    assert apply_early_callbacks(sessions, now + EARLY_CALLBACK_TTL) == 0
     assert len(session.scalars(select(EarlyStatusCallback)).all()) == 1  # still waiting
-    assert apply_early_callbacks(session, now + EARLY_CALLBACK_TTL + timedelta(seconds=1)) == 0
+    session.commit()
+    assert apply_early_callbacks(sessions, now + EARLY_CALLBACK_TTL + timedelta(seconds=1)) == 0
+    session.expire_all()
     assert session.scalars(select(EarlyStatusCallback)).all() == []
