@@ -6,11 +6,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 
+@pytest.mark.postgres_only  # SQLite has no server-side plans to go stale
 def test_postgresql_plans_each_statement_with_its_values(engine: Engine) -> None:
     """No server-side prepared statements, so PostgreSQL never falls back to a generic plan
     costed with stale statistics (see bot.db.make_engine)."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server-side plans to go stale")
     with engine.connect() as conn:
         for n in range(12):  # psycopg would prepare from the 5th run, PostgreSQL go generic
             conn.execute(text("SELECT :n"), {"n": n})
