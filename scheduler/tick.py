@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.db import session_scope
 from bot.services.delivery import apply_early_callbacks
+from bot.services.inbound import process_stuck
 from bot.timeutil import local_to_utc
 from bot.transport.base import Transport
 
@@ -33,6 +34,8 @@ class TickSummary:
     sweep: dict[str, Any] = field(default_factory=dict)
     # Status callbacks that came before their SID was recorded, applied now.
     early_statuses: int = 0
+    # Texts their webhook stored but did not finish processing, processed now.
+    inbound_retried: int = 0
     stopped: bool = False
 
     def as_log(self) -> dict[str, Any]:
@@ -42,6 +45,7 @@ class TickSummary:
             "send": asdict(self.send),
             "sweep": self.sweep,
             "early_statuses": self.early_statuses,
+            "inbound_retried": self.inbound_retried,
             "stopped": self.stopped,
         }
 
@@ -54,6 +58,8 @@ class TickSummary:
             f"failed {s.failed}, unknown {s.unknown}, cancelled {s.cancelled}, "
             f"skipped {s.skipped}, deferred {s.deferred}"
         )
+        if self.inbound_retried:
+            text += f"; {self.inbound_retried} unfinished inbound text(s) processed"
         if self.early_statuses:
             text += f"; {self.early_statuses} early status callback(s) applied"
         if self.sweep:
@@ -91,6 +97,8 @@ def tick(
     summary = TickSummary(now=now)
     with session_scope(sessions) as session:
         summary.plan = plan(session, now)
+    # Before sending, so that a late crisis reply and the pages it raises go out in this tick.
+    summary.inbound_retried = process_stuck(sessions, now, config)
     if should_stop():
         summary.stopped = True
         return summary

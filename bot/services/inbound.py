@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 _NOT_SENT = ("pending", "cancelled")
 # An unknown number that keeps texting gets the polite answer at most this often.
 UNKNOWN_SENDER_REPLY_EVERY = timedelta(hours=24)
+# A message still unprocessed this long after it came in was not finished by its webhook (the
+# process died, or the database failed mid-way): Twilio gives up on a webhook after 15 s.
+STUCK_AFTER = timedelta(minutes=1)
+# Such a message is retried by every tick for this long, then left for a coach to read.
+RETRY_STUCK_FOR = timedelta(hours=1)
+# A reply that could not go back in TwiML is sent by the worker, within quiet hours, and not
+# at all once it is this old ("thanks for confirming" the next afternoon would confuse).
+LATE_REPLY_VALID_FOR = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -169,10 +177,14 @@ def _record_reply(
     purpose: str,
     participant_id: int | None,
     now: datetime,
+    in_twiml: bool = True,
 ) -> OutboundMessage:
-    """Record the TwiML reply in the outbox as already sent, so the conversation shows it and
-    the worker never sends it again."""
-    row = enqueue(
+    """Record the reply in the outbox under the key `reply:<MessageSid>`, so the conversation
+    shows it and it can never go out twice. A TwiML reply is recorded as already sent; a late
+    one (see process_stuck) is left pending for the worker, which applies the usual checks:
+    quiet hours except for a crisis reply, and nothing to a number that has opted out."""
+    crisis = purpose == "crisis_reply"
+    enqueued = enqueue(
         session,
         idempotency_key=f"reply:{message.message_sid}",
         purpose=purpose,
@@ -180,12 +192,15 @@ def _record_reply(
         to_address=message.from_address,
         body=body,
         now=now,
+        not_after=None if in_twiml or crisis else now + LATE_REPLY_VALID_FOR,
         participant_id=participant_id,
-        ignore_quiet_hours=True,
-    ).message
-    row.status = "sent"
-    row.sent_at = now
-    row.status_updated_at = now
+        ignore_quiet_hours=in_twiml or crisis,
+    )
+    row = enqueued.message
+    if in_twiml and enqueued.created:
+        row.status = "sent"
+        row.sent_at = now
+        row.status_updated_at = now
     return row
 
 
@@ -541,9 +556,15 @@ def _participant_keyword(
 
 
 def process(
-    session: Session, message: InboundMessage, *, now: datetime, config: Config
+    session: Session,
+    message: InboundMessage,
+    *,
+    now: datetime,
+    config: Config,
+    in_twiml: bool = True,
 ) -> str | None:
-    """Understand one stored message and act on it; returns the reply text or None."""
+    """Understand one stored message and act on it; returns the reply text or None. The reply
+    goes back in the webhook's TwiML, or, when `in_twiml` is False, through the outbox."""
     participant = (
         session.get(Participant, message.participant_id)
         if message.participant_id is not None
@@ -582,6 +603,7 @@ def process(
             purpose=reply.purpose if participant is not None else "reply",
             participant_id=participant.id if participant is not None else None,
             now=now,
+            in_twiml=in_twiml,
         )
     message.intent = intent
     message.processing_state = "processed"
@@ -637,22 +659,25 @@ def receive(
             session.commit()
         except Exception as exc:
             session.rollback()
-            _mark_failed(session, message_id, exc, form=form, now=now)
+            _mark_failed(
+                session, message_id, exc, sid=form.message_sid, sender=form.from_address, now=now
+            )
             return InboundOutcome(reply=None, message_id=message_id, failed=True)
     return InboundOutcome(reply=reply, message_id=message_id, intent=intent)
 
 
 def _mark_failed(
-    session: Session, message_id: int, exc: Exception, *, form: InboundForm, now: datetime
+    session: Session, message_id: int, exc: Exception, *, sid: str, sender: str, now: datetime
 ) -> None:
-    """Keep the stored message visible to coaches as `failed`, with the error's class."""
+    """Keep the stored message visible to coaches as `failed`, with the error's class; the
+    tick retries it for a while (process_stuck)."""
     # Only the exception's class: its text may quote SQL parameters, i.e. the body.
     log_event(
         log,
         "inbound.processing_failed",
         level=logging.ERROR,
-        sid=form.message_sid,
-        sender=mask_phone(form.from_address),
+        sid=sid,
+        sender=mask_phone(sender),
         error=type(exc).__name__,
     )
     session.execute(
@@ -665,3 +690,50 @@ def _mark_failed(
         )
     )
     session.commit()
+
+
+# --- retrying what a webhook did not finish -----------------------------------------------------
+
+
+def process_stuck(sessions: sessionmaker[Session], now: datetime, config: Config) -> int:
+    """Process the messages their webhook stored but did not finish: still `received` a minute
+    later (the web process died mid-way) or `failed` (the database failed mid-way). Without
+    this a crisis text caught by such a failure would raise no flag and page nobody.
+
+    Called by every scheduler tick, for messages up to RETRY_STUCK_FOR old; one transaction
+    each, skipping a row another tick holds. The reply can no longer go back in TwiML, so it
+    goes through the outbox (see _record_reply). Returns how many were processed."""
+    with sessions() as session:
+        stuck = session.scalars(
+            select(InboundMessage.id)
+            .where(
+                InboundMessage.processing_state != "processed",
+                InboundMessage.received_at <= now - STUCK_AFTER,
+                InboundMessage.received_at > now - RETRY_STUCK_FOR,
+            )
+            .order_by(InboundMessage.received_at, InboundMessage.id)
+        ).all()
+    return sum(_process_stuck_one(sessions, message_id, now, config) for message_id in stuck)
+
+
+def _process_stuck_one(
+    sessions: sessionmaker[Session], message_id: int, now: datetime, config: Config
+) -> bool:
+    with one_connection_session(sessions) as session:
+        message = session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.id == message_id, InboundMessage.processing_state != "processed")
+            .with_for_update(skip_locked=True)
+        ).first()
+        if message is None:
+            return False  # done meanwhile, or another tick has it
+        sid, sender = message.message_sid, message.from_address
+        try:
+            process(session, message, now=now, config=config, in_twiml=False)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            _mark_failed(session, message_id, exc, sid=sid, sender=sender, now=now)
+            return False
+        log_event(log, "inbound.processed_late", sid=sid, sender=mask_phone(sender))
+        return True

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
 from bot.services.delivery import apply_status
+from bot.services.inbound import STUCK_AFTER, InboundForm, store
 from bot.services.outbox import enqueue
 from bot.transport.base import SendRequest, SendResult, TransportError
 from bot.transport.simulated import SimulatedTransport
 from scheduler.send import BATCH, LEASE, RESERVE_MAX, RateLimiter, recover_stale
 from scheduler.tick import tick
-from tests.factories import make_participant
+from tests.factories import make_participant, make_user
 from tests.scheduler.helpers import utc
 
 ENROLLED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -403,3 +404,28 @@ def test_bodies_and_deadlines_are_stored_exactly_as_rendered(
         assert message.body == transport.sent[0].body
         assert message.not_after == contact.not_after
         assert message.claimed_by is not None and message.attempts == 1
+
+
+def test_a_crisis_text_the_webhook_did_not_finish_is_answered_and_paged_by_the_next_tick(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    night = utc("2026-03-03T08:00:00Z")  # 03:00 in New York: quiet hours
+    with sessions.begin() as session:
+        coach = make_user(session, ENROLLED, role="coach", phone="+13125550777")
+        person = make_participant(
+            session,
+            ENROLLED,
+            release_date=date(2026, 3, 2),
+            enrolled_at=ENROLLED,
+            coach_id=coach.id,
+        )
+        phone = person.phone
+        # The web process died after storing the text, before processing it.
+        store(session, InboundForm("SMdied", phone, "+15550100999", "i want to die", 0), now=night)
+    summary = tick(sessions, transport, config, night + STUCK_AFTER, rate_limited=False)
+    assert summary.inbound_retried == 1
+    sent_to = [m.to for m in transport.sent]
+    assert phone in sent_to  # the crisis reply, in quiet hours
+    assert "+13125550777" in sent_to  # the coach's page
+    crisis_reply = next(m for m in transport.sent if m.to == phone)
+    assert "988" in crisis_reply.body

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine, event, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
@@ -16,7 +19,17 @@ from bot.models import (
     PlannedContact,
     Template,
 )
-from bot.services.inbound import InboundForm, receive, reminded_appointment, store
+from bot.services import inbound
+from bot.services.inbound import (
+    LATE_REPLY_VALID_FOR,
+    RETRY_STUCK_FOR,
+    STUCK_AFTER,
+    InboundForm,
+    process_stuck,
+    receive,
+    reminded_appointment,
+    store,
+)
 from tests.factories import make_appointment, make_participant, make_user
 
 _n = iter(range(1, 10**6))
@@ -280,3 +293,98 @@ def test_the_stored_row_is_returned_with_the_sender_matched(
     assert stored.participant_id == person.id and stored.channel == "whatsapp"
     unknown = store(session, form("+13125559999", "who is this"), now=now)
     assert unknown is not None and unknown.participant_id is None
+
+
+# --- texts their webhook did not finish -------------------------------------------------------
+
+
+def _failing_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails in the middle of the webhook's processing, once."""
+    real = inbound.process
+    calls = iter(range(10**6))
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 0:
+            raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbound, "process", flaky)
+
+
+def test_a_crisis_text_whose_processing_failed_is_flagged_paged_and_answered_by_the_next_tick(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coach = make_user(session, now, role="coach", phone="+13125550777")
+    person = make_participant(session, now, coach_id=coach.id)
+    session.commit()
+    _failing_once(monkeypatch)
+    outcome = receive(sessions, form(person.phone, "i want to kill myself"), now=now, config=config)
+    assert outcome.failed and outcome.reply is None
+    assert session.scalars(select(Flag)).all() == []  # nobody knows yet
+    session.commit()
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    session.expire_all()
+    message = session.scalars(select(InboundMessage)).one()
+    assert (message.processing_state, message.intent) == ("processed", "crisis")
+    flag = session.scalars(select(Flag)).one()
+    assert (flag.reason, flag.severity) == ("crisis", "urgent")
+    by_purpose = {m.purpose: m for m in session.scalars(select(OutboundMessage))}
+    assert by_purpose["page"].user_id == coach.id
+    reply = by_purpose["crisis_reply"]
+    assert reply.status == "pending" and reply.ignore_quiet_hours and reply.not_after is None
+    assert "988" in reply.body
+
+
+def test_a_late_ordinary_reply_keeps_quiet_hours_and_expires(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    store(session, form(person.phone, "HELP"), now=now)  # stored, never processed
+    session.commit()
+    later = now + timedelta(minutes=5)
+    assert process_stuck(sessions, later, config) == 1
+    reply = session.scalars(select(OutboundMessage)).one()
+    assert (reply.status, reply.ignore_quiet_hours) == ("pending", False)
+    assert reply.not_after == later + LATE_REPLY_VALID_FOR
+
+
+def test_only_texts_past_the_webhook_and_within_the_retry_window_are_retried(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    store(session, form(person.phone, "hi", sid="SMyoung"), now=now)
+    store(session, form(person.phone, "hi", sid="SMold"), now=now - RETRY_STUCK_FOR)
+    session.commit()
+    # The webhook may still be working on the young one; the old one is a coach's to read.
+    assert process_stuck(sessions, now + timedelta(seconds=30), config) == 0
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    session.expire_all()
+    states = {m.message_sid: m.processing_state for m in session.scalars(select(InboundMessage))}
+    assert states == {"SMyoung": "processed", "SMold": "received"}
+    session.commit()  # (SQLite: an open reader here would hold the write lock)
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 0  # done is done
+
+
+def test_a_text_that_fails_again_stays_failed_and_the_tick_goes_on(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    person = make_participant(session, now)
+    store(session, form(person.phone, "hi"), now=now)
+    session.commit()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(inbound, "process", broken)
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 0
+    session.expire_all()
+    message = session.scalars(select(InboundMessage)).one()
+    assert (message.processing_state, message.processing_error) == ("failed", "RuntimeError")
