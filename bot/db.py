@@ -20,6 +20,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and a busy timeout so that the web app
     and the worker can share one file."""
     url = make_url(database_url)
+    # A failed statement's error text would otherwise quote its parameters: message bodies and
+    # phone numbers, which must never reach a log.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() == "sqlite":
         database = url.database
         if database and database != ":memory:":

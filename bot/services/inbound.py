@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
@@ -58,8 +59,13 @@ _NOT_SENT = ("pending", "cancelled")
 # An unknown number that keeps texting gets the polite answer at most this often.
 UNKNOWN_SENDER_REPLY_EVERY = timedelta(hours=24)
 # A message still unprocessed this long after it came in was not finished by its webhook (the
-# process died, or the database failed mid-way): Twilio gives up on a webhook after 15 s.
-STUCK_AFTER = timedelta(minutes=1)
+# process died, or the database failed mid-way). Twilio gives up on a webhook after 15 s and
+# gunicorn kills a request after 30 s (its default timeout), so by then no webhook is still
+# working on it. The web server's request timeout must stay under this, and the web and worker
+# clocks must agree to well within it.
+STUCK_AFTER = timedelta(minutes=2)
+# At most this many per tick, oldest first, so a failure that repeats cannot hold up sending.
+STUCK_PER_TICK = 50
 # Such a message is retried by every tick for this long, then left for a coach to read.
 RETRY_STUCK_FOR = timedelta(hours=1)
 # A reply that could not go back in TwiML is sent by the worker, within quiet hours, and not
@@ -178,12 +184,15 @@ def _record_reply(
     participant_id: int | None,
     now: datetime,
     in_twiml: bool = True,
-) -> OutboundMessage:
+    crisis: bool = False,
+) -> bool:
     """Record the reply in the outbox under the key `reply:<MessageSid>`, so the conversation
     shows it and it can never go out twice. A TwiML reply is recorded as already sent; a late
     one (see process_stuck) is left pending for the worker, which applies the usual checks:
-    quiet hours except for a crisis reply, and nothing to a number that has opted out."""
-    crisis = purpose == "crisis_reply"
+    quiet hours except for a crisis reply, and nothing to a number that has opted out (so a
+    text that says STOP gets no late confirmation, and a crisis text that also says STOP no late
+    988 text: its flag and page stand, and a person follows up). Returns False when a reply
+    under that key was already recorded."""
     enqueued = enqueue(
         session,
         idempotency_key=f"reply:{message.message_sid}",
@@ -196,12 +205,12 @@ def _record_reply(
         participant_id=participant_id,
         ignore_quiet_hours=in_twiml or crisis,
     )
-    row = enqueued.message
     if in_twiml and enqueued.created:
+        row = enqueued.message
         row.status = "sent"
         row.sent_at = now
         row.status_updated_at = now
-    return row
+    return enqueued.created
 
 
 # --- consent ------------------------------------------------------------------------------------
@@ -505,6 +514,18 @@ def _unknown_sender(
     return _Reply(_render(session, key, "en", _anonymous_context(config)))
 
 
+def _said_more_since(session: Session, participant: Participant, message: InboundMessage) -> bool:
+    """Whether the person texted again, or their consent changed, after `message` came in."""
+    later_text = exists().where(
+        InboundMessage.participant_id == participant.id,
+        InboundMessage.received_at > message.received_at,
+    )
+    later_consent = exists().where(
+        ConsentEvent.participant_id == participant.id, ConsentEvent.at > message.received_at
+    )
+    return bool(session.scalar(select(or_(later_text, later_consent))))
+
+
 def _participant_keyword(
     session: Session,
     message: InboundMessage,
@@ -514,6 +535,7 @@ def _participant_keyword(
     carrier: bool,
     now: datetime,
     config: Config,
+    in_twiml: bool,
 ) -> _Reply:
     method = f"{message.channel}_keyword"
     language = participant.language
@@ -525,6 +547,11 @@ def _participant_keyword(
         context = participant_context(session, participant, config)
         return _Reply(_render(session, "opt_out_confirm", language, context))
     if intent is Intent.START:
+        if not in_twiml and _said_more_since(session, participant, message):
+            # A START processed late must not undo what the person said after it (a later
+            # STOP, even one that changed nothing because they were still opted out).
+            log_event(log, "inbound.late_start_ignored", sid=message.message_sid)
+            return _Reply(None)
         opt_in(session, participant, now=now, method=method, wording=message.body)
         _notify_reply(session, participant, now)
         if carrier:
@@ -593,10 +620,17 @@ def process(
     else:
         intent = keyword.intent.value
         reply = _participant_keyword(
-            session, message, participant, keyword.intent, carrier=carrier, now=now, config=config
+            session,
+            message,
+            participant,
+            keyword.intent,
+            carrier=carrier,
+            now=now,
+            config=config,
+            in_twiml=in_twiml,
         )
     if reply.body is not None:
-        _record_reply(
+        recorded = _record_reply(
             session,
             message,
             reply.body,
@@ -604,7 +638,11 @@ def process(
             participant_id=participant.id if participant is not None else None,
             now=now,
             in_twiml=in_twiml,
+            crisis=crisis.is_crisis,
         )
+        if in_twiml and not recorded:
+            # Already queued by a tick that processed this text late: the worker sends it.
+            reply = _Reply(None)
     message.intent = intent
     message.processing_state = "processed"
     message.processed_at = now
@@ -622,9 +660,13 @@ def process(
 
 
 def _stored_reply(session: Session, message_sid: str) -> str | None:
+    """The TwiML reply recorded for a MessageSid (status `sent`, no SID of its own). A reply a
+    tick queued for the worker is not one: answering with it too would send it twice."""
     return session.scalars(
         select(OutboundMessage.body).where(
-            OutboundMessage.idempotency_key == f"reply:{message_sid}"
+            OutboundMessage.idempotency_key == f"reply:{message_sid}",
+            OutboundMessage.status == "sent",
+            OutboundMessage.provider_sid.is_(None),
         )
     ).first()
 
@@ -682,7 +724,8 @@ def _mark_failed(
     )
     session.execute(
         update(InboundMessage)
-        .where(InboundMessage.id == message_id)
+        # Never over a tick's late processing: the text would be acted on twice.
+        .where(InboundMessage.id == message_id, InboundMessage.processing_state != "processed")
         .values(
             processing_state="failed",
             processing_error=type(exc).__name__[:255],
@@ -712,6 +755,7 @@ def process_stuck(sessions: sessionmaker[Session], now: datetime, config: Config
                 InboundMessage.received_at > now - RETRY_STUCK_FOR,
             )
             .order_by(InboundMessage.received_at, InboundMessage.id)
+            .limit(STUCK_PER_TICK)
         ).all()
     return sum(_process_stuck_one(sessions, message_id, now, config) for message_id in stuck)
 
@@ -733,7 +777,18 @@ def _process_stuck_one(
             session.commit()
         except Exception as exc:
             session.rollback()
-            _mark_failed(session, message_id, exc, sid=sid, sender=sender, now=now)
+            try:
+                _mark_failed(session, message_id, exc, sid=sid, sender=sender, now=now)
+            except SQLAlchemyError as again:
+                # The database is still failing; the next tick tries again. Only the class:
+                # the error's text (and its chain) may quote the body.
+                log_event(
+                    log,
+                    "inbound.mark_failed_failed",
+                    level=logging.ERROR,
+                    sid=sid,
+                    error=type(again).__name__,
+                )
             return False
         log_event(log, "inbound.processed_late", sid=sid, sender=mask_phone(sender))
         return True

@@ -425,7 +425,46 @@ def test_a_crisis_text_the_webhook_did_not_finish_is_answered_and_paged_by_the_n
     summary = tick(sessions, transport, config, night + STUCK_AFTER, rate_limited=False)
     assert summary.inbound_retried == 1
     sent_to = [m.to for m in transport.sent]
-    assert phone in sent_to  # the crisis reply, in quiet hours
+    assert sent_to.count(phone) == 1  # the crisis reply, in quiet hours, once
     assert "+13125550777" in sent_to  # the coach's page
     crisis_reply = next(m for m in transport.sent if m.to == phone)
     assert "988" in crisis_reply.body
+
+
+def test_a_crisis_text_that_also_said_stop_gets_no_late_text_but_its_page(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    # The webhook's TwiML answers the text itself; a text sent later would go to a number that
+    # has opted out. The flag and the page stand, and a person follows up.
+    night = utc("2026-03-03T08:00:00Z")
+    with sessions.begin() as session:
+        coach = make_user(session, ENROLLED, role="coach", phone="+13125550777")
+        person = make_participant(session, ENROLLED, coach_id=coach.id)
+        phone = person.phone
+        store(
+            session,
+            InboundForm(
+                "SMboth", phone, "+15550100999", "stop texting me, i want to kill myself", 0
+            ),
+            now=night,
+        )
+    tick(sessions, transport, config, night + STUCK_AFTER, rate_limited=False)
+    sent_to = [m.to for m in transport.sent]
+    assert phone not in sent_to and "+13125550777" in sent_to
+
+
+def test_a_late_ordinary_reply_waits_for_the_morning_and_goes_once(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    night = utc("2026-03-03T08:00:00Z")  # 03:00 in New York
+    pid = _participant(sessions)
+    with sessions.begin() as session:
+        phone = session.get_one(Participant, pid).phone
+        store(session, InboundForm("SMhelp", phone, "+15550100999", "HELP", 0), now=night)
+    tick(sessions, transport, config, night + STUCK_AFTER, rate_limited=False)
+    assert [m for m in transport.sent if m.idempotency_key == "reply:SMhelp"] == []
+    morning = utc("2026-03-03T13:05:00Z")  # 08:05
+    tick(sessions, transport, config, morning, rate_limited=False)
+    tick(sessions, transport, config, morning + timedelta(minutes=1), rate_limited=False)
+    helps = [m for m in transport.sent if m.idempotency_key == "reply:SMhelp"]
+    assert len(helps) == 1

@@ -377,14 +377,119 @@ def test_a_text_that_fails_again_stays_failed_and_the_tick_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     person = make_participant(session, now)
-    store(session, form(person.phone, "hi"), now=now)
+    store(session, form(person.phone, "hi", sid="SMbroken"), now=now)
+    store(session, form(person.phone, "hello", sid="SMfine"), now=now)
     session.commit()
+    real = inbound.process
 
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("bug")
+    def broken_for_one(session: Session, message: InboundMessage, **kwargs: Any) -> Any:
+        if message.message_sid == "SMbroken":
+            raise RuntimeError("bug")
+        return real(session, message, **kwargs)
 
-    monkeypatch.setattr(inbound, "process", broken)
-    assert process_stuck(sessions, now + STUCK_AFTER, config) == 0
+    monkeypatch.setattr(inbound, "process", broken_for_one)
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
     session.expire_all()
-    message = session.scalars(select(InboundMessage)).one()
-    assert (message.processing_state, message.processing_error) == ("failed", "RuntimeError")
+    states = {
+        m.message_sid: (m.processing_state, m.processing_error)
+        for m in session.scalars(select(InboundMessage))
+    }
+    assert states == {"SMbroken": ("failed", "RuntimeError"), "SMfine": ("processed", None)}
+
+
+def test_an_unknown_senders_crisis_answered_late_is_still_a_crisis_reply(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    make_user(session, now, role="coordinator")
+    store(session, form("+13125550666", "i want to die"), now=now)
+    session.commit()
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    reply = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.to_address == "+13125550666")
+    ).one()
+    assert reply.ignore_quiet_hours and reply.not_after is None and "988" in reply.body
+
+
+def test_a_late_start_does_not_undo_a_stop_sent_after_it(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now, status="opted_out", opted_out_at=now)
+    store(session, form(person.phone, "START"), now=now)  # its webhook died
+    session.commit()
+    # Twenty seconds later, still opted out, they say it again: nothing changes, nothing new.
+    receive(
+        sessions,
+        form(person.phone, "stop texting me"),
+        now=now + timedelta(seconds=20),
+        config=config,
+    )
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    session.expire_all()
+    assert session.get_one(Participant, person.id).status == "opted_out"
+
+
+def test_a_late_start_with_nothing_after_it_opts_back_in(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(
+        session, now, status="opted_out", opted_out_at=now - timedelta(days=1)
+    )
+    store(session, form(person.phone, "START"), now=now)
+    session.commit()
+    assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    session.expire_all()
+    assert session.get_one(Participant, person.id).status == "active"
+
+
+def _tick_processes_it_while_the_webhook_hangs(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    then_fail: bool,
+) -> None:
+    real = inbound.process
+    calls = iter(range(10**6))
+
+    def webhook_hangs(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 0:
+            assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+            if then_fail:
+                raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inbound, "process", webhook_hangs)
+
+
+def test_a_webhook_that_fails_after_the_tick_processed_its_text_does_not_undo_it(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    person = make_participant(session, now)
+    session.commit()
+    _tick_processes_it_while_the_webhook_hangs(sessions, now, config, monkeypatch, then_fail=True)
+    outcome = receive(sessions, form(person.phone, "HELP"), now=now, config=config)
+    assert outcome.failed
+    session.expire_all()
+    assert session.scalars(select(InboundMessage.processing_state)).one() == "processed"
+    session.commit()
+    assert process_stuck(sessions, now + timedelta(minutes=5), config) == 0  # not again
+
+
+def test_a_webhook_finishing_after_the_tick_does_not_answer_in_twiml_too(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    person = make_participant(session, now)
+    session.commit()
+    _tick_processes_it_while_the_webhook_hangs(sessions, now, config, monkeypatch, then_fail=False)
+    outcome = receive(sessions, form(person.phone, "HELP"), now=now, config=config)
+    assert outcome.reply is None  # the worker owns the reply the tick queued
+    replies = session.scalars(select(OutboundMessage)).all()
+    assert [(r.purpose, r.status) for r in replies] == [("reply", "pending")]
