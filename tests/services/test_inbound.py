@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -298,17 +299,25 @@ def test_the_stored_row_is_returned_with_the_sender_matched(
 # --- texts their webhook did not finish -------------------------------------------------------
 
 
-def _failing_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The database fails in the middle of the webhook's processing, once."""
+def _interrupt_first_processing(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    meanwhile: Callable[[], None] = lambda: None,
+    fail: bool = True,
+) -> None:
+    """The webhook's first processing: `meanwhile` happens (a tick, say), then the database
+    fails, if `fail`. Later processing runs normally."""
     real = inbound.process
     calls = iter(range(10**6))
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
         if next(calls) == 0:
-            raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
+            meanwhile()
+            if fail:
+                raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inbound, "process", flaky)
+    monkeypatch.setattr(inbound, "process", interrupted)
 
 
 def test_a_crisis_text_whose_processing_failed_is_flagged_paged_and_answered_by_the_next_tick(
@@ -321,7 +330,7 @@ def test_a_crisis_text_whose_processing_failed_is_flagged_paged_and_answered_by_
     coach = make_user(session, now, role="coach", phone="+13125550777")
     person = make_participant(session, now, coach_id=coach.id)
     session.commit()
-    _failing_once(monkeypatch)
+    _interrupt_first_processing(monkeypatch)
     outcome = receive(sessions, form(person.phone, "i want to kill myself"), now=now, config=config)
     assert outcome.failed and outcome.reply is None
     assert session.scalars(select(Flag)).all() == []  # nobody knows yet
@@ -448,17 +457,10 @@ def _tick_processes_it_while_the_webhook_hangs(
     monkeypatch: pytest.MonkeyPatch,
     then_fail: bool,
 ) -> None:
-    real = inbound.process
-    calls = iter(range(10**6))
+    def tick_runs() -> None:
+        assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
 
-    def webhook_hangs(*args: Any, **kwargs: Any) -> Any:
-        if next(calls) == 0:
-            assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
-            if then_fail:
-                raise OperationalError("UPDATE ...", {}, Exception("server closed the connection"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(inbound, "process", webhook_hangs)
+    _interrupt_first_processing(monkeypatch, meanwhile=tick_runs, fail=then_fail)
 
 
 def test_a_webhook_that_fails_after_the_tick_processed_its_text_does_not_undo_it(
