@@ -298,6 +298,7 @@ def enqueue_due(
     renderer: _Renderer | None = None,
     *,
     claimed_by: str | None = None,
+    claimed_at: datetime | None = None,
 ) -> Enqueued:
     """Turn up to `limit` due planned contacts into outbox rows.
 
@@ -417,7 +418,8 @@ def enqueue_due(
                 "ignore_quiet_hours": False,
                 "status": "sending" if claim else "pending",
                 "attempts": 1 if claim else 0,
-                "claimed_at": now if claim else None,
+                # The lease counts from the claim itself, not from the tick's start.
+                "claimed_at": (claimed_at or now) if claim else None,
                 "claimed_by": claimed_by if claim else None,
                 "send_after": now,
                 "not_after": contact.not_after,
@@ -550,6 +552,8 @@ def claim_batch(
     config: Config,
     counts: SendCounts,
     limit: int = BATCH,
+    *,
+    claimed_at: datetime | None = None,
 ) -> tuple[list[Claim], int]:
     """Claim up to `limit` due rows, at most one per recipient. Returns the claims and how many
     due rows were looked at (claimed or settled without a send); 0 means nothing is due."""
@@ -682,7 +686,7 @@ def claim_batch(
             )
             .values(
                 status="sending",
-                claimed_at=now,
+                claimed_at=claimed_at or now,  # the lease counts from the claim itself
                 claimed_by=worker_id,
                 attempts=OutboundMessage.attempts + 1,
             )
@@ -1017,6 +1021,79 @@ def _commit_outcomes(
     outcomes.errors.clear()
 
 
+@dataclass(frozen=True)
+class _LastLook:
+    """What a claim's last check before the network call needs, read after the claim committed
+    (a STOP, a pause or a closed window may have landed while the claim was being made)."""
+
+    status: str | None  # the participant's status now; None for a staff page
+    zone: ZoneInfo
+    not_after: datetime | None
+    ignore_quiet_hours: bool
+    purpose: str
+
+
+def _last_looks(
+    sessions: sessionmaker[Session], claims: Sequence[Claim], config: Config
+) -> tuple[dict[int, _LastLook], tuple[time_of_day, time_of_day]]:
+    m = OutboundMessage
+    program_zone = ZoneInfo(config.program_timezone)
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                m.id,
+                m.purpose,
+                m.not_after,
+                m.ignore_quiet_hours,
+                Participant.status,
+                Participant.timezone,
+            )
+            .outerjoin(Participant, Participant.id == m.participant_id)
+            .where(in_ids(session, m.id, [c.message_id for c in claims]))
+        ).all()
+        window = _quiet_window(session)
+    looks = {
+        row.id: _LastLook(
+            status=row.status,
+            zone=ZoneInfo(row.timezone) if row.timezone else program_zone,
+            not_after=row.not_after,
+            ignore_quiet_hours=row.ignore_quiet_hours,
+            purpose=row.purpose,
+        )
+        for row in rows
+    }
+    return looks, window
+
+
+def _may_leave(
+    look: _LastLook | None, instant: datetime, window: tuple[time_of_day, time_of_day]
+) -> tuple[bool, bool]:
+    """(may this message leave at `instant`, is the reason that time has run out). The same
+    rules as the claim, applied to the person as they are now and to the clock as it is now:
+    a tick that sends for minutes must not carry its start time into quiet hours or past a
+    window's end."""
+    if look is None:
+        return False, False  # the row is gone; give the claim back and let the claim decide
+    if look.status == "opted_out" or (
+        look.status in ("paused", "closed") and look.purpose not in SENT_WHILE_PAUSED
+    ):
+        return False, False
+    if look.not_after is not None and look.not_after <= instant:
+        return False, True
+    if not look.ignore_quiet_hours and in_quiet_hours(instant, look.zone, *window):
+        return False, True
+    return True, False
+
+
+def _tick_clock(now: datetime, limiter: RateLimiter | None) -> Callable[[], datetime]:
+    """The time as the tick goes on: its `now` plus the time spent since (on the limiter's
+    clock, which tests can drive). A tick that sends for minutes is judged by this, not by the
+    instant it started."""
+    clock = limiter.clock if limiter is not None else time.monotonic
+    started = clock()
+    return lambda: now + timedelta(seconds=clock() - started)
+
+
 def send_batch(
     sessions: sessionmaker[Session],
     transport: Transport,
@@ -1026,13 +1103,23 @@ def send_batch(
     worker_id: str,
     limiter: RateLimiter | None,
     counts: SendCounts,
+    config: Config,
     should_stop: Callable[[], bool] = lambda: False,
-) -> None:
+    current_time: Callable[[], datetime] | None = None,
+) -> bool:
     """Send claimed messages, each at its rate slot; commit outcomes in groups; give back
-    the claims never handed to the transport when stopped early."""
+    the claims never handed to the transport when stopped early. Just before each request a
+    last look (see _may_leave) re-applies the claim's rules to the person's status now and to
+    the time now; a claim that fails it, and every claim after it, is given back for the
+    claim to decide again. Returns True when the time has run out for this tick (quiet hours
+    began or a window closed since `now`): its caller stops, and the next tick, with a fresh
+    `now`, decides."""
     outcomes = _Outcomes()
     handed = 0
     last_commit = time.monotonic()
+    current_time = current_time or _tick_clock(now, limiter)
+    looks, window = _last_looks(sessions, claims, config)
+    out_of_time = False
     try:
         for index, claim in enumerate(claims):
             if should_stop():
@@ -1048,6 +1135,9 @@ def send_batch(
                         break
                 else:
                     break  # stopped before this claim got a slot: it is given back below
+            may_leave, out_of_time = _may_leave(looks.get(claim.message_id), current_time(), window)
+            if not may_leave:
+                break  # this claim and the rest are given back below
             # From here on the outcome of this claim may be unknown: it is never given back.
             handed += 1
             try:
@@ -1074,6 +1164,7 @@ def send_batch(
         if handed < len(claims):
             with session_scope(sessions) as session:
                 release(session, claims[handed:], worker_id)
+    return out_of_time
 
 
 def send_due(
@@ -1092,6 +1183,7 @@ def send_due(
     waiting (retries, replies, pages, a person's second text), claimed by claim_batch, or,
     once none is due, due planned contacts, inserted already claimed by enqueue_due."""
     counts = SendCounts()
+    current_time = _tick_clock(now, limiter)
     renderer = _Renderer()  # templates compiled and bodies rendered once per tick
     with session_scope(sessions) as session:
         counts.unknown += recover_stale(session, now)
@@ -1107,10 +1199,20 @@ def send_due(
         seen = 0
         with session_scope(sessions) as session:
             if pending:
-                claims, seen = claim_batch(session, now, worker_id, config, counts, limit)
+                claims, seen = claim_batch(
+                    session, now, worker_id, config, counts, limit, claimed_at=current_time()
+                )
                 pending = seen > 0
             if not pending and contacts:
-                step = enqueue_due(session, now, config, limit, renderer, claimed_by=worker_id)
+                step = enqueue_due(
+                    session,
+                    now,
+                    config,
+                    limit,
+                    renderer,
+                    claimed_by=worker_id,
+                    claimed_at=current_time(),
+                )
                 counts.add(step.counts)
                 claims, seen, contacts = step.claims, step.looked, step.more
                 pending = step.pending > 0
@@ -1118,7 +1220,7 @@ def send_due(
             break
         looked += seen
         if claims:
-            send_batch(
+            out_of_time = send_batch(
                 sessions,
                 transport,
                 now,
@@ -1126,6 +1228,10 @@ def send_due(
                 worker_id=worker_id,
                 limiter=limiter,
                 counts=counts,
+                config=config,
                 should_stop=should_stop,
+                current_time=current_time,
             )
+            if out_of_time:
+                break  # `now` is stale for what is left: the next tick decides
     return counts

@@ -239,21 +239,36 @@ def opt_out(
             participant_id=participant.id, kind="opt_out", at=now, method=method, wording=wording
         )
     )
-    contacts = session.execute(
-        update(PlannedContact)
+    # Rows a scheduler tick holds locked right now are skipped, not waited for: this
+    # transaction must commit the opt-out at once, because the sender's last look before each
+    # request (scheduler/send.py, _may_leave) reads the person's status, and a STOP waiting on
+    # the tick's locks would commit only after that look. What is skipped here is cancelled by
+    # the claim or the last look, which both read the status again.
+    unlocked_contacts = (
+        select(PlannedContact.id)
         .where(
             PlannedContact.participant_id == participant.id,
             PlannedContact.state.in_(("planned", "queued")),
         )
+        .with_for_update(skip_locked=True)
+    )
+    contacts = session.execute(
+        update(PlannedContact)
+        .where(PlannedContact.id.in_(unlocked_contacts.scalar_subquery()))
         .values(state="cancelled", state_reason="opted_out", decided_at=now)
         .execution_options(synchronize_session=False)
     )
-    outbox = session.execute(
-        update(OutboundMessage)
+    unlocked_outbox = (
+        select(OutboundMessage.id)
         .where(
             OutboundMessage.participant_id == participant.id,
             OutboundMessage.status == "pending",
         )
+        .with_for_update(skip_locked=True)
+    )
+    outbox = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_(unlocked_outbox.scalar_subquery()))
         .values(status="cancelled", error_message="opted out", status_updated_at=now)
         .execution_options(synchronize_session=False)
     )

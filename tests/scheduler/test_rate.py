@@ -95,7 +95,16 @@ def _send(
     with sessions.begin() as session:
         claims, _ = claim_batch(session, NOW, worker, config, counts, limit)
     assert len(claims) == limit
-    send_batch(sessions, transport, NOW, claims, worker_id=worker, limiter=limiter, counts=counts)
+    send_batch(
+        sessions,
+        transport,
+        NOW,
+        claims,
+        worker_id=worker,
+        limiter=limiter,
+        counts=counts,
+        config=config,
+    )
     assert counts.sent == limit
 
 
@@ -143,6 +152,7 @@ def test_a_stop_while_slots_are_missed_gives_the_claim_back(
         worker_id="a",
         limiter=limiter,
         counts=counts,
+        config=config,
         should_stop=lambda: limiter.missed >= 3,
     )
 
