@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from psycopg import adapters
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import BindParameter, ColumnElement, Dialect, Table, any_, bindparam, text
+from sqlalchemy import BindParameter, ColumnElement, Dialect, String, Table, any_, bindparam, text
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -68,7 +68,7 @@ def insert_returning_ignoring_conflicts(
     names = list(rows[0])
     columns = [table.c[name] for name in names]
     arrays = ", ".join(
-        f"CAST(:c{i} AS {column.type.compile(dialect=dialect)}[])"
+        f"CAST(:c{i} AS {_element_type(column.type, dialect)}[])"
         for i, column in enumerate(columns)
     )
     # Only the table's own column names are spliced in; every value is a bound array.
@@ -83,6 +83,14 @@ def insert_returning_ignoring_conflicts(
         )
     )
     return [tuple(row) for row in session.execute(statement)]
+
+
+def _element_type(column_type: TypeEngine[Any], dialect: Dialect) -> str:
+    """The SQL type of an array's elements: a string column's type without its length, since
+    CAST(... AS VARCHAR(40)[]) silently cuts longer values where the column would refuse them."""
+    if isinstance(column_type, String) and column_type.length is not None:
+        return String().compile(dialect=dialect)
+    return column_type.compile(dialect=dialect)
 
 
 def in_ids(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:

@@ -1,0 +1,47 @@
+"""bot.bulk: set-based inserts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Table, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from bot.bulk import insert_ignoring_conflicts
+from bot.models import OutboundMessage
+
+
+def _row(now: datetime, key: str, to: str) -> dict[str, object]:
+    return {
+        "idempotency_key": key,
+        "purpose": "reply",  # to a number nobody enrolled: no participant or user needed
+        "channel": "sms",
+        "to_address": to,
+        "body": 'héllo, "quoted" \\ ✓',
+        "segments": 1,
+        "status": "pending",
+        "attempts": 0,
+        "send_after": now,
+        "ignore_quiet_hours": True,
+        "created_at": now,
+    }
+
+
+def test_rows_go_in_once_and_exactly_as_given(session: Session, now: datetime) -> None:
+    table = OutboundMessage.__table__
+    assert isinstance(table, Table)
+    rows = [_row(now, "k1", "+13125550001"), _row(now, "k2", "+13125550002")]
+    assert insert_ignoring_conflicts(session, table, rows) == 2
+    assert insert_ignoring_conflicts(session, table, rows) == 0  # conflicts are skipped
+    stored = session.execute(select(OutboundMessage.to_address, OutboundMessage.body)).all()
+    assert sorted(stored) == [("+13125550001", rows[0]["body"]), ("+13125550002", rows[1]["body"])]
+
+
+@pytest.mark.postgres_only  # SQLite does not enforce VARCHAR lengths at all
+def test_a_value_longer_than_its_column_is_refused_not_cut(session: Session, now: datetime) -> None:
+    table = OutboundMessage.__table__
+    assert isinstance(table, Table)
+    with pytest.raises(DBAPIError):
+        insert_ignoring_conflicts(session, table, [_row(now, "k3", "+1" + "3" * 60)])
