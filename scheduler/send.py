@@ -338,6 +338,7 @@ def enqueue_due(
     decisions = _Decisions()
     quiet: dict[str, bool] = {}  # zone name -> in quiet hours now
     claimed_people: set[int] = set()
+    zones: dict[int, str] = {}  # contact id -> its person's zone name
     rows: list[dict[str, Any]] = []
     for contact in contacts:
         if contact.status != "active":
@@ -405,6 +406,7 @@ def enqueue_due(
         claim = claimed_by is not None and contact.participant_id not in claimed_people
         if claim:
             claimed_people.add(contact.participant_id)
+        zones[contact.id] = contact.timezone
         rows.append(
             {
                 "idempotency_key": f"contact:{contact.id}",
@@ -470,6 +472,11 @@ def enqueue_due(
                     ),
                     attempts=1,
                     planned_contact_id=contact_id,
+                    participant_id=row["participant_id"],
+                    purpose=row["purpose"],
+                    zone=ZoneInfo(zones[contact_id]),
+                    not_after=row["not_after"],
+                    ignore_quiet_hours=False,
                 )
             )
     return done
@@ -532,6 +539,12 @@ class Claim:
     request: SendRequest
     attempts: int
     planned_contact_id: int | None = None
+    # What the last look before the request needs (see _may_leave), known at claim time.
+    participant_id: int | None = None
+    purpose: str = ""
+    zone: ZoneInfo | None = None  # the recipient's; None: the program's
+    not_after: datetime | None = None
+    ignore_quiet_hours: bool = False
 
 
 def has_due(session: Session, now: datetime) -> bool:
@@ -607,6 +620,7 @@ def claim_batch(
     start, end = _quiet_window(session)
     program_zone = ZoneInfo(config.program_timezone)
     cancels = _Decisions()  # (status, reason) -> message ids
+    zones: dict[int, ZoneInfo] = {}  # chosen row -> its recipient's zone
     contact_decisions = _Decisions()  # (state, reason) -> planned contact ids
     chosen: list[Any] = []
     recipients: set[tuple[str, object]] = set()
@@ -664,6 +678,7 @@ def claim_batch(
             continue
         recipients.add(recipient)
         chosen.append(row)
+        zones[row.id] = zone
     for (status, reason), ids in cancels.by_reason.items():
         session.execute(
             update(OutboundMessage)
@@ -707,6 +722,11 @@ def claim_batch(
             ),
             attempts=r.attempts + 1,
             planned_contact_id=r.planned_contact_id,
+            participant_id=r.participant_id,
+            purpose=r.purpose,
+            zone=zones[r.id],
+            not_after=r.not_after,
+            ignore_quiet_hours=r.ignore_quiet_hours,
         )
         for r in chosen
         if r.id in claimed
@@ -1021,66 +1041,39 @@ def _commit_outcomes(
     outcomes.errors.clear()
 
 
-@dataclass(frozen=True)
-class _LastLook:
-    """What a claim's last check before the network call needs, read after the claim committed
-    (a STOP, a pause or a closed window may have landed while the claim was being made)."""
-
-    status: str | None  # the participant's status now; None for a staff page
-    zone: ZoneInfo
-    not_after: datetime | None
-    ignore_quiet_hours: bool
-    purpose: str
-
-
-def _last_looks(
-    sessions: sessionmaker[Session], claims: Sequence[Claim], config: Config
-) -> tuple[dict[int, _LastLook], tuple[time_of_day, time_of_day]]:
-    m = OutboundMessage
-    program_zone = ZoneInfo(config.program_timezone)
+def _not_sendable_now(sessions: sessionmaker[Session], claims: Sequence[Claim]) -> dict[int, str]:
+    """The people behind `claims` who are no longer active, read after the claim committed: a
+    STOP, a pause or a close may have landed while the claim was being made. Usually empty."""
+    people = {c.participant_id for c in claims if c.participant_id is not None}
+    if not people:
+        return {}
     with sessions() as session:
         rows = session.execute(
-            select(
-                m.id,
-                m.purpose,
-                m.not_after,
-                m.ignore_quiet_hours,
-                Participant.status,
-                Participant.timezone,
+            select(Participant.id, Participant.status).where(
+                in_ids(session, Participant.id, people), Participant.status != "active"
             )
-            .outerjoin(Participant, Participant.id == m.participant_id)
-            .where(in_ids(session, m.id, [c.message_id for c in claims]))
         ).all()
-        window = _quiet_window(session)
-    looks = {
-        row.id: _LastLook(
-            status=row.status,
-            zone=ZoneInfo(row.timezone) if row.timezone else program_zone,
-            not_after=row.not_after,
-            ignore_quiet_hours=row.ignore_quiet_hours,
-            purpose=row.purpose,
-        )
-        for row in rows
-    }
-    return looks, window
+    return {row.id: row.status for row in rows}
 
 
 def _may_leave(
-    look: _LastLook | None, instant: datetime, window: tuple[time_of_day, time_of_day]
+    claim: Claim,
+    status: str | None,
+    instant: datetime,
+    window: tuple[time_of_day, time_of_day],
+    program_zone: ZoneInfo,
 ) -> tuple[bool, bool]:
-    """(may this message leave at `instant`, is the reason that time has run out). The same
-    rules as the claim, applied to the person as they are now and to the clock as it is now:
-    a tick that sends for minutes must not carry its start time into quiet hours or past a
-    window's end."""
-    if look is None:
-        return False, False  # the row is gone; give the claim back and let the claim decide
-    if look.status == "opted_out" or (
-        look.status in ("paused", "closed") and look.purpose not in SENT_WHILE_PAUSED
+    """(may this message leave at `instant`, is the reason that time has run out). The claim's
+    rules, applied to the person as they are now and to the clock as it is now: a tick that
+    sends for minutes must not carry its start time into quiet hours or past a window's end."""
+    if status == "opted_out" or (
+        status in ("paused", "closed") and claim.purpose not in SENT_WHILE_PAUSED
     ):
         return False, False
-    if look.not_after is not None and look.not_after <= instant:
+    if claim.not_after is not None and claim.not_after <= instant:
         return False, True
-    if not look.ignore_quiet_hours and in_quiet_hours(instant, look.zone, *window):
+    zone = claim.zone or program_zone
+    if not claim.ignore_quiet_hours and in_quiet_hours(instant, zone, *window):
         return False, True
     return True, False
 
@@ -1118,7 +1111,10 @@ def send_batch(
     handed = 0
     last_commit = time.monotonic()
     current_time = current_time or _tick_clock(now, limiter)
-    looks, window = _last_looks(sessions, claims, config)
+    not_active = _not_sendable_now(sessions, claims)
+    with sessions() as session:
+        window = _quiet_window(session)
+    program_zone = ZoneInfo(config.program_timezone)
     out_of_time = False
     try:
         for index, claim in enumerate(claims):
@@ -1135,7 +1131,8 @@ def send_batch(
                         break
                 else:
                     break  # stopped before this claim got a slot: it is given back below
-            may_leave, out_of_time = _may_leave(looks.get(claim.message_id), current_time(), window)
+            status = not_active.get(claim.participant_id) if claim.participant_id else None
+            may_leave, out_of_time = _may_leave(claim, status, current_time(), window, program_zone)
             if not may_leave:
                 break  # this claim and the rest are given back below
             # From here on the outcome of this claim may be unknown: it is never given back.
