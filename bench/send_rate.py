@@ -23,15 +23,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sqlalchemy import text
@@ -40,56 +36,13 @@ from sqlalchemy.engine import make_url
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from scheduler.plan import load_rules
 
+# The fake Twilio is the one the tests use (tests/scheduler/fake_twilio.py); run as a script,
+# this file's own directory is on the path, not the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.scheduler.fake_twilio import FakeTwilio
+
 NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 EST: outside quiet hours
 CHECKIN = str(Path(sys.executable).parent / "checkin")
-
-
-class FakeTwilio:
-    def __init__(self, port: int) -> None:
-        self.arrivals: list[tuple[float, str]] = []
-        # Requests without the SDK's User-Agent and Messages path (there must be none).
-        self.strangers: list[str] = []
-        lock = threading.Lock()
-        arrivals, strangers = self.arrivals, self.strangers
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # The handler writes the headers and the body in two send() calls; with Nagle on,
-            # the body waits for the client's delayed ACK of the headers (40 ms on Linux), so
-            # every request on a kept-alive connection took ~43 ms and the fake, not the
-            # sender, capped a serial worker at ~23/s. Twilio's servers do not add that stall.
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                at = time.time()
-                length = int(self.headers.get("Content-Length", "0"))
-                form = self.rfile.read(length).decode()
-                to = next((p[3:] for p in form.split("&") if p.startswith("To=")), "")
-                agent = self.headers.get("User-Agent", "")
-                sdk = agent.startswith("twilio-python/") and self.path.startswith(
-                    "/2010-04-01/Accounts/AC"
-                )
-                with lock:
-                    arrivals.append((at, to))
-                    if not (sdk and self.path.endswith("/Messages.json")):
-                        strangers.append(f"{agent} {self.path}")
-                body = json.dumps({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def seed(url: str, count: int) -> None:
@@ -165,53 +118,55 @@ def run(server_url: str, port: int, rate: float, seconds: float) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
-    fake = FakeTwilio(port)
     count = int(rate * seconds)
     try:
-        upgrade_to_head(url)
-        seed(url, count)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
-        env.update(
-            DATABASE_URL=url,
-            TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-            TWILIO_AUTH_TOKEN="token",
-            TWILIO_FROM_NUMBER="+15550100000",
-            TWILIO_API_BASE=f"http://127.0.0.1:{port}",
-            PUBLIC_BASE_URL="https://checkin.example.org",
-            SEND_RATE_PER_SECOND=str(rate),
-            PROGRAM_TIMEZONE="America/New_York",
-            LOG_LEVEL="WARNING",
-        )
-        procs = [
-            subprocess.Popen(
-                [CHECKIN, "tick", "--now", NOW.isoformat()],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+        with FakeTwilio(port) as fake:
+            upgrade_to_head(url)
+            seed(url, count)
+            env = {
+                k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))
+            }
+            env.update(
+                DATABASE_URL=url,
+                TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+                TWILIO_AUTH_TOKEN="token",
+                TWILIO_FROM_NUMBER="+15550100000",
+                TWILIO_API_BASE=f"http://127.0.0.1:{port}",
+                PUBLIC_BASE_URL="https://checkin.example.org",
+                SEND_RATE_PER_SECOND=str(rate),
+                PROGRAM_TIMEZONE="America/New_York",
+                LOG_LEVEL="WARNING",
             )
-            for _ in range(2)
-        ]
-        outputs = [p.communicate(timeout=seconds * 4 + 60) for p in procs]
-        for p, (_out, err) in zip(procs, outputs, strict=True):
-            if p.returncode != 0:
-                raise SystemExit(f"tick failed ({p.returncode}): {err[-2000:]}")
-        if fake.strangers:
-            raise SystemExit(f"requests not made by the Twilio SDK: {fake.strangers[:3]}")
-        stamps = sorted(at for at, _ in fake.arrivals)
-        recipients = {to for _, to in fake.arrivals}
-        mean = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        worst, least, bins = max_in_window(stamps), min_in_window(stamps), fixed_bins(stamps)
-        print(
-            f"rate {rate:g}/s configured, 2 `checkin tick` processes, TwilioTransport (SDK) -> "
-            f"local fake: {len(stamps)} requests ({len(recipients)} distinct recipients, "
-            f"{count} queued) in {stamps[-1] - stamps[0]:.2f} s; mean {mean:.2f}/s "
-            f"({(mean / rate - 1) * 100:+.1f} %); sliding 1 s windows: min {least}, "
-            f"max {worst} ({'never above' if worst <= rate else 'ABOVE'} {rate:g}); "
-            f"fixed 1 s bins: min {min(bins)}, max {max(bins)}"
-        )
+            procs = [
+                subprocess.Popen(
+                    [CHECKIN, "tick", "--now", NOW.isoformat()],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(2)
+            ]
+            outputs = [p.communicate(timeout=seconds * 4 + 60) for p in procs]
+            for p, (_out, err) in zip(procs, outputs, strict=True):
+                if p.returncode != 0:
+                    raise SystemExit(f"tick failed ({p.returncode}): {err[-2000:]}")
+            strangers = [f"{a.user_agent} {a.path}" for a in fake.arrivals if not a.from_sdk]
+            if strangers:
+                raise SystemExit(f"requests not made by the Twilio SDK: {strangers[:3]}")
+            stamps = sorted(a.at for a in fake.arrivals)
+            recipients = set(fake.to_addresses())
+            mean = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+            worst, least, bins = max_in_window(stamps), min_in_window(stamps), fixed_bins(stamps)
+            print(
+                f"rate {rate:g}/s configured, 2 `checkin tick` processes, TwilioTransport (SDK) -> "
+                f"local fake: {len(stamps)} requests ({len(recipients)} distinct recipients, "
+                f"{count} queued) in {stamps[-1] - stamps[0]:.2f} s; mean {mean:.2f}/s "
+                f"({(mean / rate - 1) * 100:+.1f} %); sliding 1 s windows: min {least}, "
+                f"max {worst} ({'never above' if worst <= rate else 'ABOVE'} {rate:g}); "
+                f"fixed 1 s bins: min {min(bins)}, max {max(bins)}"
+            )
     finally:
-        fake.close()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
