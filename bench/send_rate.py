@@ -40,6 +40,7 @@ from scheduler.plan import load_rules
 # this file's own directory is on the path, not the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.scheduler.fake_twilio import FakeTwilio
+from tests.scheduler.helpers import max_in_window
 
 NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 EST: outside quiet hours
 CHECKIN = str(Path(sys.executable).parent / "checkin")
@@ -76,17 +77,6 @@ def seed(url: str, count: int) -> None:
             {"t": NOW},
         )
     engine.dispose()
-
-
-def max_in_window(stamps: list[float], width: float = 1.0) -> int:
-    """Most stamps in any [t, t + width): the maximum is reached with t at a stamp."""
-    best, j = 0, 0
-    for i, start in enumerate(stamps):
-        j = max(j, i)
-        while j < len(stamps) and stamps[j] < start + width:
-            j += 1
-        best = max(best, j - i)
-    return best
 
 
 def min_in_window(stamps: list[float], width: float = 1.0) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -35,3 +36,16 @@ def local(instant: datetime, zone: str) -> datetime:
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def max_in_window(stamps: Sequence[float], width: float = 1.0) -> int:
+    """Most stamps in any [t, t + width): the maximum is reached with t at a stamp. Used by
+    tests/scheduler/test_rate.py and bench/send_rate.py to hold the sender to its rate."""
+    ordered = sorted(stamps)
+    best, j = 0, 0
+    for i, start in enumerate(ordered):
+        j = max(j, i)
+        while j < len(ordered) and ordered[j] < start + width:
+            j += 1
+        best = max(best, j - i)
+    return best

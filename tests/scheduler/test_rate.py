@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -23,20 +22,10 @@ from bot.services.outbox import enqueue
 from bot.transport.base import SendRequest, SendResult
 from scheduler.send import RateLimiter, SendCounts, claim_batch, send_batch
 from tests.factories import make_participant
+from tests.scheduler.helpers import max_in_window
 
 NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
 RATE = 10
-
-
-def _max_in_window(stamps: Sequence[float], width: float = 1.0) -> int:
-    ordered = sorted(stamps)
-    best, j = 0, 0
-    for i, start in enumerate(ordered):
-        j = max(j, i)
-        while j < len(ordered) and ordered[j] < start + width:
-            j += 1
-        best = max(best, j - i)
-    return best
 
 
 class SimulatedClock:
@@ -125,7 +114,7 @@ def test_a_send_woken_late_never_shares_a_window_with_rate_more(
     _send(sessions, config, transport, worker_b, "b", 10)
 
     assert len(transport.at) == 12
-    assert _max_in_window(transport.at) <= RATE
+    assert max_in_window(transport.at) <= RATE
     assert worker_a.missed == 1  # the late wake-up was noticed, not sent on
 
 
