@@ -6,8 +6,10 @@ on the same gunicorn settings, and p50/p99 latency at a fixed request rate (issu
         [--requests 3000] [--concurrency 16] [--rate 200] [--seconds 10] [--workers 4]
 
 Creates a private database on that server (dropped at the end), seeds 500 participants, starts
-`gunicorn 'bot:create_app()'` and `gunicorn bench.bare_app:app` with the same worker settings,
-and drives both with the same client from this process. Each request is a distinct, correctly
+`gunicorn 'bot:create_app()'`, `gunicorn bench.bare_app:app` and `gunicorn bench.floor_app:app`
+with the same worker settings, and drives them with the same client from this process. The floor
+app does the least DESIGN.md allows for a text (check the signature, store and commit the raw
+message, answer) with raw psycopg: no real /twilio/inbound can be faster than it. Each request is a distinct, correctly
 signed Twilio form (new MessageSid), so every one is stored, deduplicated and processed. The
 client runs on the same machine and takes CPU from the servers: the numbers are a floor.
 
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789"
 PUBLIC = "https://checkin.example.org"
 PATH = "/twilio/inbound"
+# Three ordinary replies and two keywords (YES with no reminded appointment, HELP with a reply).
 BODIES = ("doing ok today", "yes", "thanks, got the job", "HELP", "see you tuesday")
 
 
@@ -230,14 +233,13 @@ def main() -> None:
             TWILIO_FROM_NUMBER="+15550100999",
             LOG_LEVEL="WARNING",
         )
-        app_port, bare_port = args.port, args.port + 1
+        app_port, bare_port, floor_port = args.port, args.port + 1, args.port + 2
         processes.append(gunicorn("bot:create_app()", app_port, args.workers, env))
         processes.append(gunicorn("bench.bare_app:app", bare_port, args.workers, env))
-        wait_ready(app_port)
-        wait_ready(bare_port)
-        warm = make_requests(200, 500)
-        throughput(app_port, warm, args.concurrency)
-        throughput(bare_port, warm, args.concurrency)
+        processes.append(gunicorn("bench.floor_app:app", floor_port, args.workers, env))
+        for port in (app_port, bare_port, floor_port):
+            wait_ready(port)
+            throughput(port, make_requests(200, 500), args.concurrency)
 
         reqs = make_requests(args.requests, 500)
         bare_pids = children(processes[1].pid)
@@ -250,6 +252,12 @@ def main() -> None:
         app_rps = throughput(app_port, reqs, args.concurrency)
         app_cpu = (cpu_of(app_pids) - app_cpu) / len(reqs) * 1000
         pg_cpu = (cpu_of(pg_pids) - pg_cpu) / len(reqs) * 1000
+        floor_reqs = make_requests(args.requests, 500)
+        floor_pids = children(processes[2].pid)
+        floor_cpu, floor_pg_cpu = cpu_of(floor_pids), cpu_of(pg_pids)
+        floor_rps = throughput(floor_port, floor_reqs, args.concurrency)
+        floor_cpu = (cpu_of(floor_pids) - floor_cpu) / len(reqs) * 1000
+        floor_pg_cpu = (cpu_of(pg_pids) - floor_pg_cpu) / len(reqs) * 1000
         fixed = make_requests(int(args.rate * args.seconds), 500)
         p50, p99, achieved = fixed_rate(app_port, fixed, args.rate)
         bare_p50, bare_p99, _ = fixed_rate(bare_port, fixed, args.rate)
@@ -260,11 +268,19 @@ def main() -> None:
         print(f"throughput, {args.requests} requests at concurrency {args.concurrency}:")
         print(f"  bare Flask endpoint   {bare_rps:8.1f} req/s")
         print(f"  signed /twilio/inbound {app_rps:7.1f} msg/s  ({app_rps / bare_rps:.0%} of bare)")
+        print(
+            f"  store-only floor       {floor_rps:7.1f} msg/s  ({floor_rps / bare_rps:.0%} of bare;"
+            " bench/floor_app.py)"
+        )
         print("server CPU per request (from /proc, independent of other load):")
         print(f"  bare Flask endpoint    {bare_cpu:5.2f} ms (gunicorn workers)")
         print(
             f"  signed /twilio/inbound {app_cpu + pg_cpu:5.2f} ms "
             f"({app_cpu:.2f} ms gunicorn workers + {pg_cpu:.2f} ms PostgreSQL backends)"
+        )
+        print(
+            f"  store-only floor       {floor_cpu + floor_pg_cpu:5.2f} ms "
+            f"({floor_cpu:.2f} ms gunicorn workers + {floor_pg_cpu:.2f} ms PostgreSQL backends)"
         )
         print(
             f"latency at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s (achieved {achieved:.1f}/s):"

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, exists, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -113,22 +113,77 @@ def _sender_phone(from_address: str) -> str | None:
 # --- storing ------------------------------------------------------------------------------------
 
 
-def store(session: Session, form: InboundForm, *, now: datetime) -> InboundMessage | None:
-    """Insert the raw message unless its MessageSid is already stored. Returns the new row, or
-    None for a duplicate. The database decides (unique index + ON CONFLICT DO NOTHING), so two
-    requests at the same moment cannot both win.
+@dataclass(frozen=True)
+class StoredText:
+    """What storing a text returns: enough to decide how to process it without reading it back."""
+
+    id: int
+    participant_id: int | None
+    # The matched participant's status when the text was stored (None for an unknown sender).
+    participant_status: str | None
+    channel: str
+
+
+# Core, not ORM, and built once: this runs for every text, and building an INSERT from the ORM
+# entity and loading the row back as an object cost more than the INSERT itself.
+_inbound = cast(Table, InboundMessage.__table__)
+_participants = cast(Table, Participant.__table__)
+_STORE_VALUES = {
+    name: bindparam(name, type_=_inbound.c[name].type)
+    for name in (
+        "message_sid",
+        "from_address",
+        "to_address",
+        "channel",
+        "body",
+        "num_media",
+        "raw_form",
+        "received_at",
+    )
+}
+# The sender is matched inside the INSERT, and the person's status comes back with the row.
+_MATCHED_PARTICIPANT = (
+    select(_participants.c.id).where(_participants.c.phone == bindparam("phone")).scalar_subquery()
+)
+# Written out: SQLAlchemy renders RETURNING columns unqualified on SQLite and would not
+# correlate a subquery built from the tables there.
+_PARTICIPANT_STATUS: ColumnElement[str | None] = literal_column(
+    "(SELECT participants.status FROM participants"
+    " WHERE participants.id = inbound_messages.participant_id)"
+)
+
+
+def _store_statement(insert: Any) -> Any:
+    return (
+        insert(_inbound)
+        .values(**_STORE_VALUES, participant_id=_MATCHED_PARTICIPANT, processing_state="received")
+        .on_conflict_do_nothing(index_elements=["message_sid"])
+        .returning(
+            _inbound.c.id, _inbound.c.participant_id, _PARTICIPANT_STATUS, _inbound.c.channel
+        )
+    )
+
+
+_STORE = {"postgresql": _store_statement(pg_insert), "sqlite": _store_statement(sqlite_insert)}
+_MARK_PROCESSED = (
+    update(_inbound)
+    .where(_inbound.c.id == bindparam("message_id"))
+    .values(
+        intent=bindparam("understood"), processing_state="processed", processed_at=bindparam("at")
+    )
+)
+
+
+def store(session: Session, form: InboundForm, *, now: datetime) -> StoredText | None:
+    """Insert the raw message unless its MessageSid is already stored. Returns what was stored,
+    or None for a duplicate. The database decides (unique index + ON CONFLICT DO NOTHING), so
+    two requests at the same moment cannot both win.
 
     One statement does it all (the sender is matched inside the INSERT and the row comes back
     through RETURNING): this runs for every text, and every round trip here is paid by all of
     them."""
     channel, _phone = split_channel_address(form.from_address)
-    phone = _sender_phone(form.from_address)
-    participant_id: Any = (
-        select(Participant.id).where(Participant.phone == phone).scalar_subquery()
-        if phone is not None
-        else None
-    )
-    values: dict[str, Any] = {
+    params = {
         "message_sid": form.message_sid,
         "from_address": form.from_address,
         "to_address": form.to_address,
@@ -136,18 +191,14 @@ def store(session: Session, form: InboundForm, *, now: datetime) -> InboundMessa
         "body": form.body,
         "num_media": form.num_media,
         "raw_form": form.raw_form,
-        "participant_id": participant_id,
         "received_at": now,
-        "processing_state": "received",
+        "phone": _sender_phone(form.from_address),
     }
-    insert = pg_insert if is_postgresql(session) else sqlite_insert
-    statement = (
-        insert(InboundMessage)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["message_sid"])
-        .returning(InboundMessage)
-    )
-    return session.scalars(statement).first()
+    statement = _STORE["postgresql" if is_postgresql(session) else "sqlite"]
+    row = session.execute(statement, params).first()
+    if row is None:
+        return None
+    return StoredText(id=row[0], participant_id=row[1], participant_status=row[2], channel=row[3])
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -204,12 +255,8 @@ def _record_reply(
         not_after=None if in_twiml or crisis else now + LATE_REPLY_VALID_FOR,
         participant_id=participant_id,
         ignore_quiet_hours=in_twiml or crisis,
+        already_sent_at=now if in_twiml else None,
     )
-    if in_twiml and enqueued.created:
-        row = enqueued.message
-        row.status = "sent"
-        row.sent_at = now
-        row.status_updated_at = now
     return enqueued.created
 
 
@@ -432,7 +479,7 @@ def _answer_appointment(
 def _notify_reply(session: Session, participant: Participant, now: datetime) -> None:
     """Let the escalation rules know the person answered (satisfies pending expectations and
     resolves `no_reply`)."""
-    expectations.on_participant_reply(session, participant, now)
+    expectations.on_participant_reply(session, participant.id, now)
 
 
 # --- processing ---------------------------------------------------------------------------------
@@ -686,6 +733,39 @@ def _stored_reply(session: Session, message_sid: str) -> str | None:
     ).first()
 
 
+def _is_ordinary_reply(stored: StoredText, body: str) -> bool:
+    """A text from a known participant that is neither a keyword nor a crisis: most texts.
+    It gets no reply; it only tells the escalation rules that the person answered."""
+    return (
+        stored.participant_id is not None
+        and classify_keyword(body).intent is Intent.NONE
+        and not detect_crisis(body).is_crisis
+    )
+
+
+def _process_ordinary_reply(
+    session: Session, stored: StoredText, form: InboundForm, now: datetime
+) -> None:
+    """What `process` does for an ordinary reply, without loading the message or the person as
+    ORM objects (the webhook's hot path): the same expectations update, the same marking."""
+    assert stored.participant_id is not None
+    if stored.participant_status != "opted_out":
+        expectations.on_participant_reply(session, stored.participant_id, now)
+    session.execute(
+        _MARK_PROCESSED, {"message_id": stored.id, "understood": Intent.NONE.value, "at": now}
+    )
+    log_event(
+        log,
+        "inbound.processed",
+        sid=form.message_sid,
+        sender=mask_phone(form.from_address),
+        participant_id=stored.participant_id,
+        intent=Intent.NONE.value,
+        crisis_rules=[],
+        replied=False,
+    )
+
+
 def receive(
     sessions: sessionmaker[Session], form: InboundForm, *, now: datetime, config: Config
 ) -> InboundOutcome:
@@ -696,31 +776,40 @@ def receive(
     not seen it yet.
 
     One session on one connection, two transactions: the first commits the raw message before
-    anything acts on it; the second acts on it. The stored row stays loaded across the commit
-    (make_session_factory turns expire_on_commit off), so processing does not read it back.
+    anything acts on it; the second acts on it. An ordinary reply (most texts) is processed
+    from what the INSERT returned; anything else loads the message and goes through `process`.
     """
     with one_connection_session(sessions) as session:
-        message = store(session, form, now=now)
-        if message is None:
-            reply = _stored_reply(session, form.message_sid)
+        stored = store(session, form, now=now)
+        if stored is None:
+            recorded = _stored_reply(session, form.message_sid)
             session.rollback()
             log_event(
                 log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
             )
-            return InboundOutcome(reply=reply, duplicate=True)
+            return InboundOutcome(reply=recorded, duplicate=True)
+        # Anything but an ordinary reply is processed from the ORM object, read here, inside
+        # the storing transaction, so that the processing transaction holds its locks (on
+        # SQLite, the write lock from BEGIN) only while it processes.
+        ordinary = _is_ordinary_reply(stored, form.body)
+        message = None if ordinary else session.get_one(InboundMessage, stored.id)
         session.commit()  # stored for good before anything acts on it
-        message_id = message.id
         try:
-            reply = process(session, message, now=now, config=config)
-            intent = message.intent
+            intent: str | None
+            if message is None:
+                _process_ordinary_reply(session, stored, form, now)
+                reply, intent = None, Intent.NONE.value
+            else:
+                reply = process(session, message, now=now, config=config)
+                intent = message.intent
             session.commit()
         except Exception as exc:
             session.rollback()
             _mark_failed(
-                session, message_id, exc, sid=form.message_sid, sender=form.from_address, now=now
+                session, stored.id, exc, sid=form.message_sid, sender=form.from_address, now=now
             )
-            return InboundOutcome(reply=None, message_id=message_id, failed=True)
-    return InboundOutcome(reply=reply, message_id=message_id, intent=intent)
+            return InboundOutcome(reply=None, message_id=stored.id, failed=True)
+    return InboundOutcome(reply=reply, message_id=stored.id, intent=intent)
 
 
 def _mark_failed(

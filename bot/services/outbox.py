@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.db import is_postgresql
 from bot.models import OutboundMessage
 from messages.segments import count_segments
 
@@ -37,45 +40,47 @@ def enqueue(
     planned_contact_id: int | None = None,
     created_by_id: int | None = None,
     ignore_quiet_hours: bool = False,
+    already_sent_at: datetime | None = None,
 ) -> Enqueued:
     """Add a message to the outbox exactly once per key.
 
     A second call with the same key returns the existing row: the key is what makes "plan twice"
-    or "two workers at once" harmless. The insert runs in a savepoint so that losing a race to
-    another process does not roll back the caller's transaction.
+    or "two workers at once" harmless. One INSERT … ON CONFLICT DO NOTHING decides, so losing a
+    race to another process neither raises nor spoils the caller's transaction.
+
+    `already_sent_at` records a message that went out another way (a reply given in the
+    webhook's TwiML): it is stored as `sent` and no worker will send it.
     """
+    values: dict[str, Any] = {
+        "idempotency_key": idempotency_key,
+        "purpose": purpose,
+        "channel": channel,
+        "to_address": to_address,
+        "body": body,
+        "segments": max(count_segments(body).segments, 1),
+        "status": "pending" if already_sent_at is None else "sent",
+        "attempts": 0,
+        "send_after": send_after or now,
+        "not_after": not_after,
+        "sent_at": already_sent_at,
+        "status_updated_at": already_sent_at,
+        "participant_id": participant_id,
+        "user_id": user_id,
+        "planned_contact_id": planned_contact_id,
+        "created_by_id": created_by_id,
+        "ignore_quiet_hours": ignore_quiet_hours,
+        "created_at": now,
+    }
+    insert = pg_insert if is_postgresql(session) else sqlite_insert
+    created = session.scalars(
+        insert(OutboundMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(OutboundMessage)
+    ).first()
+    if created is not None:
+        return Enqueued(created, created=True)
     existing = session.scalars(
         select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key)
-    ).first()
-    if existing is not None:
-        return Enqueued(existing, created=False)
-    message = OutboundMessage(
-        idempotency_key=idempotency_key,
-        purpose=purpose,
-        channel=channel,
-        to_address=to_address,
-        body=body,
-        segments=max(count_segments(body).segments, 1),
-        status="pending",
-        attempts=0,
-        send_after=send_after or now,
-        not_after=not_after,
-        participant_id=participant_id,
-        user_id=user_id,
-        planned_contact_id=planned_contact_id,
-        created_by_id=created_by_id,
-        ignore_quiet_hours=ignore_quiet_hours,
-        created_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        winner = session.scalars(
-            select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key)
-        ).first()
-        if winner is None:
-            raise
-        return Enqueued(winner, created=False)
-    return Enqueued(message, created=True)
+    ).one()
+    return Enqueued(existing, created=False)

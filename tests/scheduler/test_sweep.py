@@ -138,7 +138,7 @@ def test_a_reply_between_two_misses_starts_the_count_again(
     session.commit()
     sweep(session, second_sent, config)
     _inbound(session, participant, second_sent + timedelta(hours=1))
-    on_participant_reply(session, participant, second_sent + timedelta(hours=1))
+    on_participant_reply(session, participant.id, second_sent + timedelta(hours=1))
     session.commit()
     third_sent = now + timedelta(days=6)
     make_sent_message(session, participant, third_sent)

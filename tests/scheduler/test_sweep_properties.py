@@ -96,7 +96,7 @@ def test_every_expectation_ends_satisfied_flagged_or_pending_before_its_deadline
                 )
             )
             replies[person.id].append(at)
-            on_participant_reply(session, person, at)
+            on_participant_reply(session, person.id, at)
         elif what == "stop" and person.status == "active":
             _stop(session, person, at)
             stopped_at[person.id] = at

@@ -131,7 +131,7 @@ def test_reply_satisfies_pending_replies_and_resolves_no_reply_with_an_event(
     flag = raise_flag(
         session, reason="no_reply", severity="normal", now=now, participant_id=participant.id
     ).flag
-    satisfied = on_participant_reply(session, participant, now + timedelta(minutes=5))
+    satisfied = on_participant_reply(session, participant.id, now + timedelta(minutes=5))
     session.commit()
     assert satisfied == 1
     assert [e.state for e in _expectations(session)] == ["satisfied"]
@@ -147,7 +147,7 @@ def test_reply_leaves_other_reasons_open(session: Session, now: datetime) -> Non
     crisis = raise_flag(
         session, reason="crisis", severity="urgent", now=now, participant_id=participant.id
     ).flag
-    on_participant_reply(session, participant, now)
+    on_participant_reply(session, participant.id, now)
     assert crisis.state == "open"
 
 

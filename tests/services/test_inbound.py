@@ -21,6 +21,8 @@ from bot.models import (
     Template,
 )
 from bot.services import inbound
+from bot.services.expectations import create_expectations
+from bot.services.flags import raise_flag
 from bot.services.inbound import (
     LATE_REPLY_VALID_FOR,
     RETRY_STUCK_FOR,
@@ -31,7 +33,7 @@ from bot.services.inbound import (
     reminded_appointment,
     store,
 )
-from tests.factories import make_appointment, make_participant, make_user
+from tests.factories import make_appointment, make_participant, make_sent_message, make_user
 
 _n = iter(range(1, 10**6))
 
@@ -261,11 +263,12 @@ def test_a_text_uses_one_pooled_connection_for_both_transactions(
     assert len(checkouts) == 1
 
 
-def test_an_ordinary_reply_costs_five_statements(
+def test_an_ordinary_reply_costs_four_statements(
     sessions: sessionmaker[Session], session: Session, engine: Engine, now: datetime, config: Config
 ) -> None:
-    # The hot path of the webhook: store (sender matched inside the INSERT), load the person,
-    # satisfy "reply by" expectations, look for a no_reply flag, mark the message processed.
+    # The hot path of the webhook: store (sender matched inside the INSERT, their status back
+    # in RETURNING), satisfy "reply by" expectations, look for a no_reply flag, mark the
+    # message processed. No ORM load of the message or the person.
     person = make_participant(session, now)
     session.commit()
     statements: list[str] = []
@@ -279,10 +282,8 @@ def test_an_ordinary_reply_costs_five_statements(
         receive(sessions, form(person.phone, "doing ok today"), now=now, config=config)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    expected = (
-        "INSERT inbound, SELECT participant, UPDATE expectations, SELECT flag, UPDATE inbound"
-    )
-    assert len(statements) == 5, f"expected {expected}, got {statements}"
+    expected = "INSERT inbound, UPDATE expectations, SELECT flag, UPDATE inbound"
+    assert len(statements) == 4, f"expected {expected}, got {statements}"
 
 
 def test_the_stored_row_is_returned_with_the_sender_matched(
@@ -495,3 +496,60 @@ def test_a_webhook_finishing_after_the_tick_does_not_answer_in_twiml_too(
     assert outcome.reply is None  # the worker owns the reply the tick queued
     replies = session.scalars(select(OutboundMessage)).all()
     assert [(r.purpose, r.status) for r in replies] == [("reply", "pending")]
+
+
+# --- an ordinary reply, processed in the webhook or late by a tick ----------------------------
+
+
+def _ordinary_reply_effects(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config, *,
+    late: bool, status: str,
+) -> tuple[object, ...]:  # fmt: skip
+    """A person with a pending "reply by" and an open no_reply flag, then with `status`, texts
+    "doing ok today". Returns what changed."""
+    person = make_participant(session, now)
+    make_sent_message(session, person, now - timedelta(hours=3))
+    create_expectations(session, now - timedelta(hours=1))
+    flag = raise_flag(
+        session, reason="no_reply", severity="normal", now=now, participant_id=person.id
+    ).flag
+    person.status = status
+    session.commit()
+    if late:
+        store(session, form(person.phone, "doing ok today"), now=now)  # its webhook died
+        session.commit()
+        assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    else:
+        outcome = receive(sessions, form(person.phone, "doing ok today"), now=now, config=config)
+        assert outcome.reply is None and not outcome.failed
+    session.expire_all()
+    message = session.scalars(select(InboundMessage)).one()
+    return (
+        (message.processing_state, message.intent),
+        session.scalars(select(Expectation.state)).all(),
+        session.get_one(Flag, flag.id).state,
+        session.scalars(select(OutboundMessage.purpose)).all(),
+    )
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["in-the-webhook", "late-by-a-tick"])
+@pytest.mark.parametrize(
+    ("status", "expectation", "flag"),
+    [("active", "satisfied", "resolved"), ("paused", "satisfied", "resolved"),
+     ("opted_out", "pending", "open")],
+)  # fmt: skip
+def test_an_ordinary_reply_does_the_same_in_the_webhook_and_late(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    late: bool,
+    status: str,
+    expectation: str,
+    flag: str,
+) -> None:
+    # The webhook has its own lean path for ordinary replies; a tick uses `process`. Both
+    # tell the escalation rules the person answered, unless they have opted out, and reply
+    # nothing (the only outbox row is the check-in they answered).
+    effects = _ordinary_reply_effects(sessions, session, now, config, late=late, status=status)
+    assert effects == (("processed", "none"), [expectation], flag, ["checkin"])

@@ -606,7 +606,8 @@ def test_a_processing_failure_keeps_the_message_and_still_answers_twiml(
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("boom: i feel hopeless")
 
-    monkeypatch.setattr("bot.services.inbound.process", broken)
+    # An ordinary reply: the step every reply takes (telling the escalation rules) fails.
+    monkeypatch.setattr("bot.services.expectations.on_participant_reply", broken)
     caplog.set_level(logging.INFO, logger="bot")
     response = post(client, "/twilio/inbound", inbound_form(person.phone, "i feel hopeless"))
     assert message_of(response) is None
