@@ -791,7 +791,12 @@ def receive(
         # Anything but an ordinary reply is processed from the ORM object, read here, inside
         # the storing transaction, so that the processing transaction holds its locks (on
         # SQLite, the write lock from BEGIN) only while it processes.
-        ordinary = _is_ordinary_reply(stored, form.body)
+        try:
+            ordinary = _is_ordinary_reply(stored, form.body)
+        except Exception:
+            # Reading the text failed. It must still be stored (the commit below): `process`
+            # meets the same failure in the processing transaction, and it is marked failed.
+            ordinary = False
         message = None if ordinary else session.get_one(InboundMessage, stored.id)
         session.commit()  # stored for good before anything acts on it
         try:

@@ -619,6 +619,33 @@ def test_a_processing_failure_keeps_the_message_and_still_answers_twiml(
     assert "hopeless" not in errors[0] and person.phone not in errors[0]
 
 
+@pytest.mark.parametrize("step", ["detect_crisis", "classify_keyword"])
+def test_a_failure_to_read_the_text_still_stores_it_marked_failed_and_answers_twiml(
+    client: FlaskClient,
+    session: Session,
+    person: Participant,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    step: str,
+) -> None:
+    # Reading the text (crisis words, keywords) is processing too: if it fails, the text must
+    # already be stored for good, kept as `failed` for a coach and for the tick's retry, and
+    # Twilio still gets valid TwiML. A crisis text must never be lost to a bug in the reading.
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("boom: i want to end it all")
+
+    monkeypatch.setattr(f"bot.services.inbound.{step}", broken)
+    caplog.set_level(logging.INFO, logger="bot")
+    response = post(client, "/twilio/inbound", inbound_form(person.phone, "i want to end it all"))
+    assert message_of(response) is None
+    stored = session.scalars(select(InboundMessage)).one()
+    assert stored.processing_state == "failed" and stored.processing_error == "RuntimeError"
+    assert stored.body == "i want to end it all" and stored.participant_id == person.id
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "inbound.processing_failed" in errors[0]
+    assert "end it all" not in errors[0] and person.phone not in errors[0]
+
+
 def test_mms_media_urls_and_count_are_stored(
     client: FlaskClient, session: Session, person: Participant
 ) -> None:
