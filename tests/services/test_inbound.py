@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,6 +14,7 @@ from bot.models import (
     Appointment,
     Expectation,
     Flag,
+    FlagEvent,
     InboundMessage,
     OutboundMessage,
     Participant,
@@ -553,3 +554,59 @@ def test_an_ordinary_reply_does_the_same_in_the_webhook_and_late(
     # nothing (the only outbox row is the check-in they answered).
     effects = _ordinary_reply_effects(sessions, session, now, config, late=late, status=status)
     assert effects == (("processed", "none"), [expectation], flag, ["checkin"])
+
+
+def _reply_effects(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config, *,
+    late: bool, status: str, whatsapp: bool, body: str,
+) -> tuple[object, ...]:  # fmt: skip
+    person = make_participant(session, now, channel="whatsapp" if whatsapp else "sms")
+    make_sent_message(session, person, now - timedelta(hours=3))
+    create_expectations(session, now - timedelta(hours=1))
+    raise_flag(session, reason="no_reply", severity="normal", now=now, participant_id=person.id)
+    person.status = status
+    session.commit()
+    sender = f"whatsapp:{person.phone}" if whatsapp else person.phone
+    if late:
+        store(session, form(sender, body), now=now)
+        session.commit()
+        assert process_stuck(sessions, now + STUCK_AFTER, config) == 1
+    else:
+        assert not receive(sessions, form(sender, body), now=now, config=config).failed
+    session.expire_all()
+    message = session.scalars(select(InboundMessage)).one()
+    return (
+        (message.processing_state, message.intent, message.participant_id == person.id),
+        session.scalars(select(Expectation.state)).all(),
+        sorted(session.scalars(select(Flag.reason + ":" + Flag.state)).all()),
+        sorted(session.scalars(select(FlagEvent.kind)).all()),
+        sorted(
+            session.scalars(select(OutboundMessage.purpose + ":" + OutboundMessage.status)).all()
+        ),
+    )
+
+
+@pytest.mark.parametrize("status", ["active", "paused", "opted_out", "closed"])
+@pytest.mark.parametrize("whatsapp", [False, True], ids=["sms", "whatsapp"])
+@pytest.mark.parametrize(
+    "body", ["doing ok today", "", "ok 👍🏽 see u"], ids=["text", "empty", "ok"]
+)
+def test_an_ordinary_reply_in_the_webhook_does_exactly_what_process_does(
+    sessions: sessionmaker[Session],
+    session: Session,
+    now: datetime,
+    config: Config,
+    status: str,
+    whatsapp: bool,
+    body: str,
+) -> None:
+    # The webhook's lean path for ordinary replies against `process` (a tick's late run) for
+    # every status, both channels, an empty body (an MMS without text) and a short reply.
+    args = {"status": status, "whatsapp": whatsapp, "body": body}
+    in_webhook = _reply_effects(sessions, session, now, config, late=False, **args)
+    for model in (FlagEvent, Flag, Expectation, InboundMessage, OutboundMessage, Participant):
+        session.execute(delete(model))
+    session.commit()
+    late = _reply_effects(sessions, session, now, config, late=True, **args)
+    assert in_webhook == late
+    assert in_webhook[0] == ("processed", "none", True)
