@@ -197,6 +197,7 @@ def _satisfy(session: Session, now: datetime, *conditions: Any) -> int:
 # than the UPDATE itself. Built once; SQLAlchemy caches their compiled form.
 _expectations = cast(Table, Expectation.__table__)
 _flags = cast(Table, Flag.__table__)
+_participants = cast(Table, Participant.__table__)
 _SATISFY_REPLIES = (
     update(_expectations)
     .where(
@@ -215,17 +216,32 @@ _OPEN_NO_REPLY_FLAG = (
     )
     .limit(1)
 )
+# The same, only while the person has not opted out, as they are when the statement runs.
+_NOT_OPTED_OUT = exists().where(
+    _participants.c.id == bindparam("person_id"), _participants.c.status != "opted_out"
+)
+_SATISFY_REPLIES_UNLESS_OPTED_OUT = _SATISFY_REPLIES.where(_NOT_OPTED_OUT)
+_OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT = _OPEN_NO_REPLY_FLAG.where(_NOT_OPTED_OUT)
 
 
-def on_participant_reply(session: Session, participant_id: int, now: datetime) -> int:
+def on_participant_reply(
+    session: Session, participant_id: int, now: datetime, *, unless_opted_out: bool = False
+) -> int:
     """A text from the participant: their pending "reply by" expectations are satisfied and an
     unresolved `no_reply` flag is resolved automatically (an `auto_resolved` event says so).
-    Returns how many expectations were satisfied."""
+    With `unless_opted_out`, nothing happens if the person has opted out (read by the
+    statements, so a STOP committed a moment ago counts). Returns how many expectations were
+    satisfied."""
     # Core statements do not autoflush: let them see what the caller changed (START's opt-in).
     session.flush()
     params = {"person_id": participant_id, "at": now}
-    result = cast(CursorResult[Any], session.execute(_SATISFY_REPLIES, params))
-    flag_id = session.scalar(_OPEN_NO_REPLY_FLAG, params)
+    satisfy, find_flag = (
+        (_SATISFY_REPLIES_UNLESS_OPTED_OUT, _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT)
+        if unless_opted_out
+        else (_SATISFY_REPLIES, _OPEN_NO_REPLY_FLAG)
+    )
+    result = cast(CursorResult[Any], session.execute(satisfy, params))
+    flag_id = session.scalar(find_flag, params)
     flag = session.get(Flag, flag_id) if flag_id is not None else None
     if flag is not None:
         resolve_flag(

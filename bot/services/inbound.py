@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, exists, literal_column, or_, select, update
+from sqlalchemy import Table, bindparam, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -119,8 +119,6 @@ class StoredText:
 
     id: int
     participant_id: int | None
-    # The matched participant's status when the text was stored (None for an unknown sender).
-    participant_status: str | None
     channel: str
 
 
@@ -141,15 +139,10 @@ _STORE_VALUES = {
         "received_at",
     )
 }
-# The sender is matched inside the INSERT, and the person's status comes back with the row.
+# The sender is matched inside the INSERT. Not their status: it may change before the text is
+# processed (a STOP sent just before), so processing reads it when it acts.
 _MATCHED_PARTICIPANT = (
     select(_participants.c.id).where(_participants.c.phone == bindparam("phone")).scalar_subquery()
-)
-# Written out: SQLAlchemy renders RETURNING columns unqualified on SQLite and would not
-# correlate a subquery built from the tables there.
-_PARTICIPANT_STATUS: ColumnElement[str | None] = literal_column(
-    "(SELECT participants.status FROM participants"
-    " WHERE participants.id = inbound_messages.participant_id)"
 )
 
 
@@ -158,9 +151,7 @@ def _store_statement(insert: Any) -> Any:
         insert(_inbound)
         .values(**_STORE_VALUES, participant_id=_MATCHED_PARTICIPANT, processing_state="received")
         .on_conflict_do_nothing(index_elements=["message_sid"])
-        .returning(
-            _inbound.c.id, _inbound.c.participant_id, _PARTICIPANT_STATUS, _inbound.c.channel
-        )
+        .returning(_inbound.c.id, _inbound.c.participant_id, _inbound.c.channel)
     )
 
 
@@ -198,7 +189,7 @@ def store(session: Session, form: InboundForm, *, now: datetime) -> StoredText |
     row = session.execute(statement, params).first()
     if row is None:
         return None
-    return StoredText(id=row[0], participant_id=row[1], participant_status=row[2], channel=row[3])
+    return StoredText(id=row[0], participant_id=row[1], channel=row[2])
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -749,8 +740,9 @@ def _process_ordinary_reply(
     """What `process` does for an ordinary reply, without loading the message or the person as
     ORM objects (the webhook's hot path): the same expectations update, the same marking."""
     assert stored.participant_id is not None
-    if stored.participant_status != "opted_out":
-        expectations.on_participant_reply(session, stored.participant_id, now)
+    # As `process` does, nothing for a person who has opted out; their status is read by the
+    # statements themselves, as it is now, not as it was when the text was stored.
+    expectations.on_participant_reply(session, stored.participant_id, now, unless_opted_out=True)
     session.execute(
         _MARK_PROCESSED, {"message_id": stored.id, "understood": Intent.NONE.value, "at": now}
     )

@@ -267,9 +267,9 @@ def test_a_text_uses_one_pooled_connection_for_both_transactions(
 def test_an_ordinary_reply_costs_four_statements(
     sessions: sessionmaker[Session], session: Session, engine: Engine, now: datetime, config: Config
 ) -> None:
-    # The hot path of the webhook: store (sender matched inside the INSERT, their status back
-    # in RETURNING), satisfy "reply by" expectations, look for a no_reply flag, mark the
-    # message processed. No ORM load of the message or the person.
+    # The hot path of the webhook: store (sender matched inside the INSERT), satisfy "reply by"
+    # expectations and look for a no_reply flag (both unless the person has opted out, read in
+    # the statements), mark the message processed. No ORM load of the message or the person.
     person = make_participant(session, now)
     session.commit()
     statements: list[str] = []
@@ -610,3 +610,35 @@ def test_an_ordinary_reply_in_the_webhook_does_exactly_what_process_does(
     late = _reply_effects(sessions, session, now, config, late=True, **args)
     assert in_webhook == late
     assert in_webhook[0] == ("processed", "none", True)
+
+
+def test_an_ordinary_reply_processed_after_a_stop_committed_does_not_resolve_no_reply(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    # The person sends STOP and then "ok": Twilio posts both at once, and the STOP commits
+    # between the storing and the processing of "ok". `process` reads the person when it acts
+    # and, as for any text from an opted-out person, leaves their no_reply flag to the coach.
+    person = make_participant(session, now)
+    make_sent_message(session, person, now - timedelta(hours=3))
+    create_expectations(session, now - timedelta(hours=1))
+    flag = raise_flag(
+        session, reason="no_reply", severity="normal", now=now, participant_id=person.id
+    ).flag
+    session.commit()
+    stop_done = False
+
+    def stop_first(_session: Session) -> None:
+        nonlocal stop_done
+        if not stop_done:
+            stop_done = True
+            receive(sessions, form(person.phone, "STOP"), now=now, config=config)
+
+    event.listen(Session, "after_commit", stop_first)
+    try:
+        receive(sessions, form(person.phone, "ok"), now=now, config=config)
+    finally:
+        event.remove(Session, "after_commit", stop_first)
+    session.expire_all()
+    assert stop_done
+    assert session.get_one(Participant, person.id).status == "opted_out"
+    assert session.get_one(Flag, flag.id).state == "open"
