@@ -31,6 +31,7 @@ from bot.models import (
     Participant,
     PlannedContact,
 )
+from bot.services.flags import raise_flag
 from bot.transport.simulated import SimulatedTransport
 from bot.web.webhook import check_signature
 from tests.factories import make_appointment, make_participant, make_user
@@ -809,3 +810,39 @@ def test_two_identical_requests_at_once_store_one_row_and_act_once(
     flag = session.scalars(select(Flag).where(Flag.reason == "crisis")).one()
     assert flag.occurrences == 1
     assert session.scalar(select(func.count()).where(FlagEvent.kind == "opened")) == 1
+
+
+@pytest.mark.postgres_only
+def test_four_identical_ordinary_replies_at_once_store_one_row_and_count_one_reply(
+    app: Flask, session: Session, person: Participant, now: datetime
+) -> None:
+    flag = raise_flag(
+        session, reason="no_reply", severity="normal", now=now, participant_id=person.id
+    ).flag
+    session.commit()
+    form = inbound_form(person.phone, "doing ok today")
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        try:
+            client = app.test_client()
+            barrier.wait()
+            results.append(post(client, "/twilio/inbound", form))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    assert [message_of(response) for response in results] == [None] * 4
+    session.expire_all()
+    stored = session.scalars(select(InboundMessage)).one()
+    assert (stored.processing_state, stored.intent) == ("processed", "none")
+    assert session.get_one(Flag, flag.id).state == "resolved"
+    auto = select(func.count()).where(FlagEvent.kind == "auto_resolved")
+    assert session.scalar(auto) == 1
