@@ -642,3 +642,24 @@ def test_an_ordinary_reply_processed_after_a_stop_committed_does_not_resolve_no_
     assert stop_done
     assert session.get_one(Participant, person.id).status == "opted_out"
     assert session.get_one(Flag, flag.id).state == "open"
+
+
+def test_start_after_stop_resolves_opted_out_and_the_no_reply_flag_it_left_open(
+    sessions: sessionmaker[Session], session: Session, now: datetime, config: Config
+) -> None:
+    # START changes the person through the ORM (opt-in) and then tells the escalation rules
+    # with Core statements, which must see that change: the reply counts once they are active.
+    person = make_participant(session, now)
+    no_reply = raise_flag(
+        session, reason="no_reply", severity="normal", now=now, participant_id=person.id
+    ).flag
+    session.commit()
+    receive(sessions, form(person.phone, "STOP"), now=now, config=config)
+    with sessions() as reading:
+        assert reading.get_one(Flag, no_reply.id).state == "open"  # a STOP is not an answer
+    later = now + timedelta(minutes=5)
+    receive(sessions, form(person.phone, "START"), now=later, config=config)
+    session.expire_all()
+    assert session.get_one(Participant, person.id).status == "active"
+    states = {reason: state for reason, state in session.execute(select(Flag.reason, Flag.state))}
+    assert states == {"no_reply": "resolved", "opted_out": "resolved"}
