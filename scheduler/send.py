@@ -52,6 +52,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
@@ -1041,6 +1042,68 @@ def _commit_outcomes(
     outcomes.errors.clear()
 
 
+class _OutcomeWriter:
+    """Commits outcomes, in order. With `background` (PostgreSQL) a group that is all
+    successes is committed by one helper thread on its own connection while the sender goes
+    on (its next batch's enqueue, its next sends): recording a success changes nothing the
+    sender decides on. A group with any error is committed here, after everything handed to
+    the thread (an error can opt a person out or skip their contact, which later claims and
+    last looks must see). `drain` waits for the thread: before a claim (a person's second
+    text is judged after the first one's outcome) and at the end of send_due, so the tick's
+    sweep sees every success. A row whose success is still waiting is `sending`, as between
+    a send and its flush: a crash leaves it to recover_stale, never resent."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        now: datetime,
+        counts: SendCounts,
+        *,
+        background: bool,
+    ) -> None:
+        self.sessions, self.now, self.counts = sessions, now, counts
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-outcomes")
+            if background
+            else None
+        )
+        self._waiting: deque[Future[int]] = deque()
+
+    def commit(self, outcomes: _Outcomes) -> None:
+        """Commit `outcomes` (now or on the helper thread) and empty it."""
+        if not outcomes:
+            return
+        self._collect(block=False)  # a failed background commit stops the sender here
+        if self._executor is None or outcomes.errors:
+            self.drain()
+            _commit_outcomes(self.sessions, outcomes, self.now, self.counts)
+            return
+        group = _Outcomes(sent=list(outcomes.sent))
+        outcomes.sent.clear()
+        self._waiting.append(self._executor.submit(self._commit_in_background, group))
+
+    def _commit_in_background(self, group: _Outcomes) -> int:
+        sent = len(group.sent)
+        # Counted by the caller's thread (drain), not here: `counts` is not shared.
+        _commit_outcomes(self.sessions, group, self.now, SendCounts())
+        return sent
+
+    def _collect(self, *, block: bool) -> None:
+        while self._waiting and (block or self._waiting[0].done()):
+            self.counts.sent += self._waiting.popleft().result()  # re-raises its error
+
+    def drain(self) -> None:
+        """Return once every outcome handed over is committed (raises a commit's error)."""
+        self._collect(block=True)
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+
+
 def _not_sendable_now(sessions: sessionmaker[Session], claims: Sequence[Claim]) -> dict[int, str]:
     """The people behind `claims` who are no longer active, read after the claim committed: a
     STOP, a pause or a close may have landed while the claim was being made. Usually empty."""
@@ -1099,6 +1162,7 @@ def send_batch(
     config: Config,
     should_stop: Callable[[], bool] = lambda: False,
     current_time: Callable[[], datetime] | None = None,
+    writer: _OutcomeWriter | None = None,
 ) -> bool:
     """Send claimed messages, each at its rate slot; commit outcomes in groups; give back
     the claims never handed to the transport when stopped early. Just before each request a
@@ -1106,7 +1170,10 @@ def send_batch(
     the time now; a claim that fails it, and every claim after it, is given back for the
     claim to decide again. Returns True when the time has run out for this tick (quiet hours
     began or a window closed since `now`): its caller stops, and the next tick, with a fresh
-    `now`, decides."""
+    `now`, decides. Outcomes go through `writer` (send_due's, which may commit successes in
+    the background); without one they are committed here before returning."""
+    own_writer = writer is None
+    writer = writer or _OutcomeWriter(sessions, now, counts, background=False)
     outcomes = _Outcomes()
     handed = 0
     last_commit = time.monotonic()
@@ -1125,7 +1192,7 @@ def send_batch(
                 while not should_stop():
                     slot = limiter.next_slot(len(claims) - index)
                     if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
-                        _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
+                        writer.commit(outcomes)  # while we wait anyway
                         last_commit = time.monotonic()
                     if limiter.wait_for(slot):
                         break
@@ -1154,13 +1221,17 @@ def send_batch(
             else:
                 outcomes.sent.append((claim, result))
             if time.monotonic() - last_commit >= FLUSH_SECONDS:
-                _commit_outcomes(sessions, outcomes, now, counts)
+                writer.commit(outcomes)
                 last_commit = time.monotonic()
     finally:
-        _commit_outcomes(sessions, outcomes, now, counts)
-        if handed < len(claims):
-            with session_scope(sessions) as session:
-                release(session, claims[handed:], worker_id)
+        try:
+            writer.commit(outcomes)
+            if own_writer:
+                writer.close()
+        finally:
+            if handed < len(claims):
+                with session_scope(sessions) as session:
+                    release(session, claims[handed:], worker_id)
     return out_of_time
 
 
@@ -1188,47 +1259,56 @@ def send_due(
     looked = 0
     pending = True  # outbox rows may be waiting
     contacts = True  # planned contacts may be due
-    while not should_stop():
-        limit = batch if max_messages is None else min(batch, max_messages - looked)
-        if limit <= 0:
-            break
-        claims: list[Claim] = []
-        seen = 0
-        with session_scope(sessions) as session:
+    with sessions() as session:
+        background = is_postgresql(session)  # SQLite has one writer at a time anyway
+    writer = _OutcomeWriter(sessions, now, counts, background=background)
+    try:
+        while not should_stop():
+            limit = batch if max_messages is None else min(batch, max_messages - looked)
+            if limit <= 0:
+                break
+            claims: list[Claim] = []
+            seen = 0
             if pending:
-                claims, seen = claim_batch(
-                    session, now, worker_id, config, counts, limit, claimed_at=current_time()
-                )
-                pending = seen > 0
-            if not pending and contacts:
-                step = enqueue_due(
-                    session,
+                writer.drain()  # a person's next text is judged after the last one's outcome
+            with session_scope(sessions) as session:
+                if pending:
+                    claims, seen = claim_batch(
+                        session, now, worker_id, config, counts, limit, claimed_at=current_time()
+                    )
+                    pending = seen > 0
+                if not pending and contacts:
+                    step = enqueue_due(
+                        session,
+                        now,
+                        config,
+                        limit,
+                        renderer,
+                        claimed_by=worker_id,
+                        claimed_at=current_time(),
+                    )
+                    counts.add(step.counts)
+                    claims, seen, contacts = step.claims, step.looked, step.more
+                    pending = step.pending > 0
+            if seen == 0:
+                break
+            looked += seen
+            if claims:
+                out_of_time = send_batch(
+                    sessions,
+                    transport,
                     now,
-                    config,
-                    limit,
-                    renderer,
-                    claimed_by=worker_id,
-                    claimed_at=current_time(),
+                    claims,
+                    worker_id=worker_id,
+                    limiter=limiter,
+                    counts=counts,
+                    config=config,
+                    should_stop=should_stop,
+                    current_time=current_time,
+                    writer=writer,
                 )
-                counts.add(step.counts)
-                claims, seen, contacts = step.claims, step.looked, step.more
-                pending = step.pending > 0
-        if seen == 0:
-            break
-        looked += seen
-        if claims:
-            out_of_time = send_batch(
-                sessions,
-                transport,
-                now,
-                claims,
-                worker_id=worker_id,
-                limiter=limiter,
-                counts=counts,
-                config=config,
-                should_stop=should_stop,
-                current_time=current_time,
-            )
-            if out_of_time:
-                break  # `now` is stale for what is left: the next tick decides
+                if out_of_time:
+                    break  # `now` is stale for what is left: the next tick decides
+    finally:
+        writer.close()  # every outcome committed before the tick goes on (the sweep)
     return counts
