@@ -282,13 +282,15 @@ def _due_contacts(session: Session, now: datetime, limit: int) -> Sequence[Any]:
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
         # Not also by id: contacts due at the same minute (a whole cohort's 10:00) would then
-        # be sorted in full for every batch; the (state, send_after) index gives this order.
+        # be sorted in full for every batch; the index of planned rows by send_after gives
+        # this order.
         .order_by(c.send_after)
         .limit(limit)
     )
     if is_postgresql(session):
         query = query.with_for_update(of=PlannedContact, skip_locked=True)
-    return session.execute(query).all()
+    # On the session's connection: plain rows, without the ORM's per-row loading.
+    return session.connection().execute(query).all()
 
 
 def enqueue_due(
@@ -337,6 +339,9 @@ def enqueue_due(
             if appointment_id not in latest_due or send_after > latest_due[appointment_id]:
                 latest_due[appointment_id] = send_after
     decisions = _Decisions()
+    # (template, language, first name, coach) -> (body, segments), for contacts without an
+    # appointment: the only other inputs of their context are the program's constants.
+    plain_bodies: dict[tuple[str, str, str, int | None], tuple[str, int]] = {}
     quiet: dict[str, bool] = {}  # zone name -> in quiet hours now
     claimed_people: set[int] = set()
     zones: dict[int, str] = {}  # contact id -> its person's zone name
@@ -376,22 +381,32 @@ def enqueue_due(
                 decisions.deferred.append({"id": contact.id, "send_after": morning})
                 counts.deferred += 1
             continue
+        plain = (
+            (contact.template_key, contact.language, contact.first_name, contact.coach_id)
+            if appointment is None
+            else None
+        )
         try:
-            body, segments = renderer.render(
-                session,
-                contact.template_key,
-                contact.language,
-                message_context(
-                    config,
-                    language=contact.language,
-                    first_name=contact.first_name,
-                    coach_first_name=renderer.coach_names.get(contact.coach_id)
-                    if contact.coach_id is not None
-                    else None,
-                    timezone=contact.timezone,
-                    appointment=appointment,
-                ),
-            )
+            rendered = plain_bodies.get(plain) if plain is not None else None
+            if rendered is None:
+                rendered = renderer.render(
+                    session,
+                    contact.template_key,
+                    contact.language,
+                    message_context(
+                        config,
+                        language=contact.language,
+                        first_name=contact.first_name,
+                        coach_first_name=renderer.coach_names.get(contact.coach_id)
+                        if contact.coach_id is not None
+                        else None,
+                        timezone=contact.timezone,
+                        appointment=appointment,
+                    ),
+                )
+                if plain is not None:
+                    plain_bodies[plain] = rendered
+            body, segments = rendered
         except Exception as exc:  # a broken template must not stop every other contact
             log_event(
                 log,
@@ -965,23 +980,30 @@ class RateLimiter:
 
     def reserve(self, count: int = 1) -> float:
         """Reserve `count` slots; returns the first (epoch seconds); slot i is first + i*interval."""
+        # Plain statements, not an ORM object and a flush: at very high rates this runs
+        # every RESERVE_MAX sends.
         with session_scope(self.sessions) as session:
-            query = select(SendRateSlot).where(SendRateSlot.id == 1)
+            query = select(SendRateSlot.next_at).where(SendRateSlot.id == 1)
             if is_postgresql(session):
                 query = query.with_for_update()
-            row = session.scalars(query).first()
-            if row is None:
+            next_at = session.execute(query).scalar_one_or_none()
+            if next_at is None:
                 insert_fn = postgresql.insert if is_postgresql(session) else sqlite.insert
                 session.execute(
                     insert_fn(SendRateSlot)
                     .values(id=1, next_at=datetime.fromtimestamp(self.clock(), UTC))
                     .on_conflict_do_nothing(index_elements=["id"])
                 )
-                row = session.scalars(query).one()
+                next_at = session.execute(query).scalar_one()
             # The clock is read under the lock: read before, it could be older than a slot
             # another worker took meanwhile, and the slot handed out would start out late.
-            first = max(row.next_at, datetime.fromtimestamp(self.clock(), UTC))
-            row.next_at = first + timedelta(seconds=count * self.interval)
+            first = max(next_at, datetime.fromtimestamp(self.clock(), UTC))
+            session.execute(
+                update(SendRateSlot)
+                .where(SendRateSlot.id == 1)
+                .values(next_at=first + timedelta(seconds=count * self.interval))
+                .execution_options(synchronize_session=False)
+            )
         return first.timestamp()
 
     def next_slot(self, wanted: int = 1) -> float:
