@@ -1090,6 +1090,10 @@ class _OutcomeWriter:
             else None
         )
         self._waiting: deque[Future[int]] = deque()
+        # Called before errors are committed: send_due's discard of a batch read ahead, whose
+        # open transaction may hold the locks an error's consequences (an opt-out cancels the
+        # person's contacts) must take, and which must be decided after those consequences.
+        self.before_errors: Callable[[], None] | None = None
 
     def commit(self, outcomes: _Outcomes) -> None:
         """Commit `outcomes` (now or on the helper thread) and empty it."""
@@ -1097,6 +1101,8 @@ class _OutcomeWriter:
             return
         self._collect(block=False)  # a failed background commit stops the sender here
         if self._executor is None or outcomes.errors:
+            if outcomes.errors and self.before_errors is not None:
+                self.before_errors()
             self.drain()
             _commit_outcomes(self.sessions, outcomes, self.now, self.counts)
             return
@@ -1124,6 +1130,83 @@ class _OutcomeWriter:
         finally:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
+
+
+class _NextBatch:
+    """PostgreSQL: the next batch of due contacts, read, decided, rendered and inserted by a
+    helper thread while the current batch is sent, in a transaction left open. `take` commits
+    it (the claim) once the current batch is done, so still at most one batch is ever claimed
+    and not yet sent: a crash before `take` rolls it back (its contacts stay `planned`), and a
+    stop discards it the same way. Its claim-time checks are then up to one batch older when
+    its texts leave; the last look before each send (status, quiet hours, deadline) is made
+    as always, after the commit."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-enqueue")
+        self._future: Future[tuple[Session, Enqueued]] | None = None
+
+    def start(
+        self,
+        now: datetime,
+        config: Config,
+        limit: int,
+        renderer: _Renderer,
+        worker_id: str,
+        *,
+        claimed_at: datetime,
+    ) -> None:
+        assert self._future is None
+
+        def enqueue() -> tuple[Session, Enqueued]:
+            session = self.sessions()
+            try:
+                step = enqueue_due(
+                    session,
+                    now,
+                    config,
+                    limit,
+                    renderer,
+                    claimed_by=worker_id,
+                    claimed_at=claimed_at,
+                )
+            except BaseException:
+                session.rollback()
+                session.close()
+                raise
+            return session, step
+
+        self._future = self._executor.submit(enqueue)
+
+    def take(self) -> Enqueued | None:
+        """The batch read ahead, now committed; None when none was started."""
+        if self._future is None:
+            return None
+        future, self._future = self._future, None
+        session, step = future.result()
+        try:
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return step
+
+    def discard(self) -> None:
+        """Roll back a batch read ahead and not taken (its contacts stay `planned`)."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            session, _ = future.result()
+            session.rollback()
+            session.close()
+
+    def close(self) -> None:
+        """`discard`, and stop the helper thread."""
+        try:
+            self.discard()
+        finally:
+            self._executor.shutdown(wait=True)
 
 
 def _not_sendable_now(sessions: sessionmaker[Session], claims: Sequence[Claim]) -> dict[int, str]:
@@ -1284,6 +1367,9 @@ def send_due(
     with sessions() as session:
         background = is_postgresql(session)  # SQLite has one writer at a time anyway
     writer = _OutcomeWriter(sessions, now, counts, background=background)
+    upcoming = _NextBatch(sessions) if background else None
+    if upcoming is not None:
+        writer.before_errors = upcoming.discard
     try:
         while not should_stop():
             limit = batch if max_messages is None else min(batch, max_messages - looked)
@@ -1291,31 +1377,45 @@ def send_due(
                 break
             claims: list[Claim] = []
             seen = 0
-            if pending:
-                writer.drain()  # a person's next text is judged after the last one's outcome
-            with session_scope(sessions) as session:
+            step = upcoming.take() if upcoming is not None else None  # claimed now
+            if step is None:
                 if pending:
-                    claims, seen = claim_batch(
-                        session, now, worker_id, config, counts, limit, claimed_at=current_time()
-                    )
-                    pending = seen > 0
-                if not pending and contacts:
-                    step = enqueue_due(
-                        session,
-                        now,
-                        config,
-                        limit,
-                        renderer,
-                        claimed_by=worker_id,
-                        claimed_at=current_time(),
-                    )
-                    counts.add(step.counts)
-                    claims, seen, contacts = step.claims, step.looked, step.more
-                    pending = step.pending > 0
+                    writer.drain()  # a person's next text is judged after the last outcome
+                with session_scope(sessions) as session:
+                    if pending:
+                        claims, seen = claim_batch(
+                            session,
+                            now,
+                            worker_id,
+                            config,
+                            counts,
+                            limit,
+                            claimed_at=current_time(),
+                        )
+                        pending = seen > 0
+                    if not pending and contacts:
+                        step = enqueue_due(
+                            session,
+                            now,
+                            config,
+                            limit,
+                            renderer,
+                            claimed_by=worker_id,
+                            claimed_at=current_time(),
+                        )
+            if step is not None:
+                counts.add(step.counts)
+                claims, seen, contacts = step.claims, step.looked, step.more
+                pending = step.pending > 0
             if seen == 0:
                 break
             looked += seen
             if claims:
+                next_limit = batch if max_messages is None else min(batch, max_messages - looked)
+                if upcoming is not None and contacts and not pending and next_limit > 0:
+                    upcoming.start(
+                        now, config, next_limit, renderer, worker_id, claimed_at=current_time()
+                    )
                 out_of_time = send_batch(
                     sessions,
                     transport,
@@ -1332,5 +1432,9 @@ def send_due(
                 if out_of_time:
                     break  # `now` is stale for what is left: the next tick decides
     finally:
-        writer.close()  # every outcome committed before the tick goes on (the sweep)
+        try:
+            if upcoming is not None:
+                upcoming.close()  # a batch read ahead and not taken is rolled back, unclaimed
+        finally:
+            writer.close()  # every outcome committed before the tick goes on (the sweep)
     return counts
