@@ -12,7 +12,14 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    `not_after`) on what it read, and commits before any network call, so a second pass over
    the row (pending -> sending) would only cost a write and a read per text. Only rows the
    insert really made (RETURNING) are sent; a person's further rows in the batch stay
-   `pending` for step 2. The batch is the claim batch's size (below).
+   `pending` for step 2. The batch is the claim batch's size (below). PostgreSQL: while a
+   batch is being sent, a helper thread already runs the next batch's enqueue in a
+   transaction it leaves open (`_NextBatch`); that transaction commits (claims) only once the
+   current batch is done, so there is still at most one claimed, unsent batch, and a crash or
+   a stop before then rolls it back (its contacts stay `planned`). An error outcome in the
+   current batch rolls it back first, so the next batch is decided after the error's
+   consequences (a 21610 opts the person out). Its claim-time checks are up to one batch
+   older when its texts leave; the last look before each send is unchanged.
 2. `claim_batch` reads due pending rows (retries, replies, pages, a person's second text;
    PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the transaction holds the write lock from
    BEGIN IMMEDIATE) and makes the checks that must hold
@@ -27,7 +34,10 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    never more than about that old when the text leaves.
 3. Outcomes are committed together, when the sender has a long wait for its next rate slot
    anyway (`FLUSH_GAP_SECONDS`) and at least every `FLUSH_SECONDS` (so a status callback
-   rarely finds its SID unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
+   rarely finds its SID unknown). PostgreSQL: a group of successes only is committed by a
+   helper thread, in order, while the sender goes on (`_OutcomeWriter`); a group with an error
+   is committed by the sender itself after the helper's, and a claim and the end of send_due
+   wait for the helper. Twilio has no idempotency key on message create, so a row left in `sending` (the
    process died between the claim and the outcome's commit) cannot be known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
