@@ -1219,18 +1219,17 @@ class _NextBatch:
             self._executor.shutdown(wait=True)
 
 
-def _not_sendable_now(sessions: sessionmaker[Session], claims: Sequence[Claim]) -> dict[int, str]:
+def _not_sendable_now(session: Session, claims: Sequence[Claim]) -> dict[int, str]:
     """The people behind `claims` who are no longer active, read after the claim committed: a
     STOP, a pause or a close may have landed while the claim was being made. Usually empty."""
     people = {c.participant_id for c in claims if c.participant_id is not None}
     if not people:
         return {}
-    with sessions() as session:
-        rows = session.execute(
-            select(Participant.id, Participant.status).where(
-                in_ids(session, Participant.id, people), Participant.status != "active"
-            )
-        ).all()
+    rows = session.execute(
+        select(Participant.id, Participant.status).where(
+            in_ids(session, Participant.id, people), Participant.status != "active"
+        )
+    ).all()
     return {row.id: row.status for row in rows}
 
 
@@ -1293,8 +1292,8 @@ def send_batch(
     handed = 0
     last_commit = time.monotonic()
     current_time = current_time or _tick_clock(now, limiter)
-    not_active = _not_sendable_now(sessions, claims)
-    with sessions() as session:
+    with sessions() as session:  # one connection for both reads
+        not_active = _not_sendable_now(session, claims)
         window = _quiet_window(session)
     program_zone = ZoneInfo(config.program_timezone)
     out_of_time = False
