@@ -1062,7 +1062,7 @@ def _commit_outcomes(
         for claim, error in outcomes.errors:
             record_error(session, claim, error, now, counts)
     counts.sent += len(outcomes.sent)
-    for claim, result in outcomes.sent:
+    for claim, result in outcomes.sent if log.isEnabledFor(logging.INFO) else ():
         log_event(
             log,
             "send.sent",
