@@ -1111,10 +1111,16 @@ class _OutcomeWriter:
             return
         self._collect(block=False)  # a failed background commit stops the sender here
         if self._executor is None or outcomes.errors:
-            if outcomes.errors and self.before_errors is not None:
-                self.before_errors()
-            self.drain()
-            _commit_outcomes(self.sessions, outcomes, self.now, self.counts)
+            try:
+                if outcomes.errors and self.before_errors is not None:
+                    self.before_errors()  # may raise the read-ahead's error: raised after
+            finally:
+                # The errors are recorded even then: a 21610 opts the person out, a known
+                # unsent retryable goes back to `pending` (not `unknown` five minutes later).
+                try:
+                    self.drain()
+                finally:
+                    _commit_outcomes(self.sessions, outcomes, self.now, self.counts)
             return
         group = _Outcomes(sent=list(outcomes.sent))
         outcomes.sent.clear()
@@ -1208,8 +1214,10 @@ class _NextBatch:
         if self._future is not None:
             future, self._future = self._future, None
             session, _ = future.result()
-            session.rollback()
-            session.close()
+            try:
+                session.rollback()
+            finally:
+                session.close()  # its connection back to the pool even if the rollback failed
 
     def close(self) -> None:
         """`discard`, and stop the helper thread."""
