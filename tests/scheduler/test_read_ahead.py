@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import OutboundMessage, Participant
+from bot.services.inbound import opt_out
 from bot.transport.base import SendRequest, SendResult, TransportError
 from scheduler.plan import plan
 from scheduler.send import send_due
@@ -82,3 +83,77 @@ def test_a_failed_read_ahead_does_not_lose_the_current_batchs_error_outcome(
         assert (row.status, row.error_code) == ("failed", 21610)
         participant = session.get(Participant, first)
         assert participant is not None and participant.status == "opted_out"
+
+
+@dataclass
+class StopDuringReadAhead:
+    """On the first send, waits until the helper has inserted the next batch (its transaction
+    open, the contacts locked), then lets a STOP for `victim` run and commit; records every
+    recipient's status as committed when its text leaves."""
+
+    sessions: sessionmaker[Session]
+    inserted: threading.Event
+    stop: Any
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    name: str = "stop-during-read-ahead"
+
+    def send(self, request: SendRequest) -> SendResult:
+        if not self.seen:
+            assert self.inserted.wait(10), "the next batch was not read ahead"
+            self.stop()
+        with self.sessions() as session:
+            status = session.scalars(
+                select(Participant.status).where(Participant.phone == request.to)
+            ).one()
+        self.seen.append((request.to, status))
+        return SendResult(provider_sid=f"SM{len(self.seen):032d}", status="queued")
+
+
+@pytest.mark.postgres_only
+def test_a_stop_while_the_next_batch_is_read_ahead_is_never_followed_by_a_text(
+    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of one: the second person's welcome is read ahead, inserted `sending` in an open
+    # transaction holding its contact's lock, while the first person's is sent. Their STOP
+    # lands then: it must not wait for that transaction (opt_out skips locked rows), and the
+    # row the read-ahead then commits must never leave (the last look reads the status).
+    monkeypatch.setattr(send_mod, "BATCH", 1)
+    _, second = _people(sessions, 2)
+    inserted = threading.Event()
+    real = send_mod.insert_returning_ignoring_conflicts
+
+    def insert_and_tell(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if threading.current_thread().name.startswith("send-enqueue"):
+            inserted.set()
+        return result
+
+    monkeypatch.setattr(send_mod, "insert_returning_ignoring_conflicts", insert_and_tell)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def stop_webhook() -> None:
+        try:
+            with sessions.begin() as session:
+                participant = session.get(Participant, second)
+                assert participant is not None
+                opt_out(session, participant, now=NOW, method="keyword", wording="STOP")
+        except BaseException as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def stop() -> None:
+        threading.Thread(target=stop_webhook, daemon=True).start()
+        assert done.wait(10), "the STOP waited for the read-ahead's locks"
+
+    transport = StopDuringReadAhead(sessions, inserted, stop)
+    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+    assert not errors
+    assert [status for _, status in transport.seen] == ["active"]
+    with sessions() as session:
+        row = session.scalars(
+            select(OutboundMessage).where(OutboundMessage.participant_id == second)
+        ).one()
+        assert row.status == "cancelled"
