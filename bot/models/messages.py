@@ -48,7 +48,8 @@ class OutboundMessage(Base):
             "status",
             "send_after",
             postgresql_where=text(_UNSENT),
-            sqlite_where=text(_UNSENT),
+            # Not on SQLite: it cannot prove `status = 'pending'` implies the predicate (only
+            # a term found as such in the query) and would scan the whole outbox instead.
         ),
         Index("ix_outbound_messages_participant_id_created_at", "participant_id", "created_at"),
         # The sweep turns recently sent check-ins and reminders into expectations; the reports

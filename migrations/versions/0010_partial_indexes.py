@@ -42,11 +42,13 @@ def upgrade() -> None:
         **_partial("appointment_id IS NOT NULL"),
     )
     op.drop_index("ix_outbound_messages_status_send_after", table_name="outbound_messages")
+    # PostgreSQL only: SQLite cannot prove `status = 'pending'` implies this predicate and
+    # would scan the whole outbox at every claim; it keeps the full index.
     op.create_index(
         "ix_outbound_messages_status_send_after",
         "outbound_messages",
         ["status", "send_after"],
-        **_partial(UNSENT),
+        postgresql_where=sa.text(UNSENT),
     )
     op.drop_index("ix_outbound_messages_purpose_sent_at", table_name="outbound_messages")
     op.create_index(
