@@ -157,3 +157,42 @@ def test_a_stop_while_the_next_batch_is_read_ahead_is_never_followed_by_a_text(
             select(OutboundMessage).where(OutboundMessage.participant_id == second)
         ).one()
         assert row.status == "cancelled"
+
+
+@dataclass
+class Recording:
+    sent: list[SendRequest] = field(default_factory=list)
+    name: str = "recording"
+
+    def send(self, request: SendRequest) -> SendResult:
+        self.sent.append(request)
+        return SendResult(provider_sid=f"SM{len(self.sent):032d}", status="queued")
+
+
+@pytest.mark.postgres_only
+def test_a_stop_signal_during_a_batch_leaves_the_batch_read_ahead_due_and_unclaimed(
+    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(send_mod, "BATCH", 1)
+    people = _people(sessions, 3)
+    transport = Recording()
+    send_due(
+        sessions,
+        transport,  # type: ignore[arg-type]
+        config,
+        NOW,
+        worker_id="w:1",
+        should_stop=lambda: len(transport.sent) >= 1,  # SIGTERM during the first batch
+    )
+    assert len(transport.sent) == 1
+    with sessions() as session:
+        rows = session.execute(select(OutboundMessage.participant_id, OutboundMessage.status)).all()
+        assert [status for _, status in rows] == ["queued"]  # nothing left `sending`
+    # The next tick sends the others once each.
+    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+    assert sorted(r.to for r in transport.sent) == sorted(set(r.to for r in transport.sent))
+    with sessions() as session:
+        by_person = dict(
+            session.execute(select(OutboundMessage.participant_id, OutboundMessage.status)).all()
+        )
+    assert by_person == {pid: "queued" for pid in people}
