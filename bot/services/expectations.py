@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
@@ -86,7 +87,11 @@ def _insert_replies_set_based(
             literal("reply", String()),
             OutboundMessage.id,
             literal(now, UTCDateTime()),
-            OutboundMessage.sent_at + literal(reply_window, Interval()),
+            # As a number of seconds, which PostgreSQL keeps as hours (48:00:00): a timedelta
+            # of whole days binds as "2 days", added as calendar days in the session's
+            # TimeZone, an hour short or long across a DST change where that is not UTC.
+            OutboundMessage.sent_at
+            + sql_cast(literal(f"{reply_window.total_seconds()} seconds", String()), Interval()),
             literal("pending", String()),
         )
         .join(Participant, Participant.id == OutboundMessage.participant_id)
