@@ -7,6 +7,7 @@ sent, at every claim). Checked on the plan, not by timing."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, Select, select
@@ -20,7 +21,7 @@ M, C = OutboundMessage, PlannedContact
 
 # The WHERE and ORDER BY of scheduler/send.py's claim_batch, has_due, recover_stale and
 # _due_contacts (the columns read do not change the access path).
-HOT_QUERIES: dict[str, tuple[Select[tuple[int]], str]] = {
+HOT_QUERIES: dict[str, tuple[Select[Any], str]] = {
     "claim": (
         select(M.id)
         .where(M.status == "pending", M.send_after <= NOW)
@@ -47,7 +48,7 @@ HOT_QUERIES: dict[str, tuple[Select[tuple[int]], str]] = {
 }
 
 
-def _plan(conn: Connection, query: Select[tuple[int]]) -> str:
+def _plan(conn: Connection, query: Select[Any]) -> str:
     dialect = conn.dialect
     if dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # empty tables: show the index
