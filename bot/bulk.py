@@ -67,22 +67,43 @@ def insert_returning_ignoring_conflicts(
         return [tuple(row) for row in session.execute(insert, rows)]
     names = list(rows[0])
     columns = [table.c[name] for name in names]
-    arrays = ", ".join(
-        f"CAST(:c{i} AS {_element_type(column.type, dialect)}[])"
-        for i, column in enumerate(columns)
+    # A column with the same value in every row (the tick's status, times, worker id…) is one
+    # bound scalar instead of an array of copies: each array element costs Python time in
+    # psycopg's dumper. At least one column stays an array, for the row count.
+    varying = [_varies(rows, name) for name in names]
+    if not any(varying):
+        varying[0] = True
+    arrays = [i for i, vary in enumerate(varying) if vary]
+    element_types = [_element_type(column.type, dialect) for column in columns]
+    unnest = ", ".join(f"CAST(:c{i} AS {element_types[i]}[])" for i in arrays)
+    values = ", ".join(
+        f"v.c{i}" if vary else f"CAST(:c{i} AS {element_types[i]})"
+        for i, vary in enumerate(varying)
     )
-    # Only the table's own column names are spliced in; every value is a bound array.
+    # Only the table's own column names are spliced in; every value is bound.
     statement = text(
         f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
-        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
+        f"SELECT {values} FROM unnest({unnest}) AS v({', '.join(f'c{i}' for i in arrays)}) "
+        f"ON CONFLICT DO NOTHING "
         f"RETURNING {', '.join(table.c[name].name for name in returning)}"
     ).bindparams(
         *(
             array_param(f"c{i}", [row[name] for row in rows], column.type, dialect)
-            for i, (name, column) in enumerate(zip(names, columns, strict=True))
+            if vary
+            else bindparam(f"c{i}", rows[0][name], type_=column.type)
+            for i, (name, column, vary) in enumerate(zip(names, columns, varying, strict=True))
         )
     )
     return [tuple(row) for row in session.execute(statement)]
+
+
+def _varies(rows: list[dict[str, Any]], name: str) -> bool:
+    first = rows[0][name]
+    kind = type(first)
+    return any(
+        (value := row[name]) is not first and (type(value) is not kind or value != first)
+        for row in rows
+    )
 
 
 def _element_type(column_type: TypeEngine[Any], dialect: Dialect) -> str:

@@ -12,7 +12,14 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    `not_after`) on what it read, and commits before any network call, so a second pass over
    the row (pending -> sending) would only cost a write and a read per text. Only rows the
    insert really made (RETURNING) are sent; a person's further rows in the batch stay
-   `pending` for step 2. The batch is the claim batch's size (below).
+   `pending` for step 2. The batch is the claim batch's size (below). PostgreSQL: while a
+   batch is being sent, a helper thread already runs the next batch's enqueue in a
+   transaction it leaves open (`_NextBatch`); that transaction commits (claims) only once the
+   current batch is done, so there is still at most one claimed, unsent batch, and a crash or
+   a stop before then rolls it back (its contacts stay `planned`). An error outcome in the
+   current batch rolls it back first, so the next batch is decided after the error's
+   consequences (a 21610 opts the person out). Its claim-time checks are up to one batch
+   older when its texts leave; the last look before each send is unchanged.
 2. `claim_batch` reads due pending rows (retries, replies, pages, a person's second text;
    PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the transaction holds the write lock from
    BEGIN IMMEDIATE) and makes the checks that must hold
@@ -27,7 +34,10 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    never more than about that old when the text leaves.
 3. Outcomes are committed together, when the sender has a long wait for its next rate slot
    anyway (`FLUSH_GAP_SECONDS`) and at least every `FLUSH_SECONDS` (so a status callback
-   rarely finds its SID unknown). Twilio has no idempotency key on message create, so a row left in `sending` (the
+   rarely finds its SID unknown). PostgreSQL: a group of successes only is committed by a
+   helper thread, in order, while the sender goes on (`_OutcomeWriter`); a group with an error
+   is committed by the sender itself after the helper's, and a claim and the end of send_due
+   wait for the helper. Twilio has no idempotency key on message create, so a row left in `sending` (the
    process died between the claim and the outcome's commit) cannot be known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
@@ -52,6 +62,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
@@ -281,13 +292,15 @@ def _due_contacts(session: Session, now: datetime, limit: int) -> Sequence[Any]:
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
         # Not also by id: contacts due at the same minute (a whole cohort's 10:00) would then
-        # be sorted in full for every batch; the (state, send_after) index gives this order.
+        # be sorted in full for every batch; the index of planned rows by send_after gives
+        # this order.
         .order_by(c.send_after)
         .limit(limit)
     )
     if is_postgresql(session):
         query = query.with_for_update(of=PlannedContact, skip_locked=True)
-    return session.execute(query).all()
+    # On the session's connection: plain rows, without the ORM's per-row loading.
+    return session.connection().execute(query).all()
 
 
 def enqueue_due(
@@ -336,6 +349,9 @@ def enqueue_due(
             if appointment_id not in latest_due or send_after > latest_due[appointment_id]:
                 latest_due[appointment_id] = send_after
     decisions = _Decisions()
+    # (template, language, first name, coach) -> (body, segments), for contacts without an
+    # appointment: the only other inputs of their context are the program's constants.
+    plain_bodies: dict[tuple[str, str, str, int | None], tuple[str, int]] = {}
     quiet: dict[str, bool] = {}  # zone name -> in quiet hours now
     claimed_people: set[int] = set()
     zones: dict[int, str] = {}  # contact id -> its person's zone name
@@ -375,22 +391,32 @@ def enqueue_due(
                 decisions.deferred.append({"id": contact.id, "send_after": morning})
                 counts.deferred += 1
             continue
+        plain = (
+            (contact.template_key, contact.language, contact.first_name, contact.coach_id)
+            if appointment is None
+            else None
+        )
         try:
-            body, segments = renderer.render(
-                session,
-                contact.template_key,
-                contact.language,
-                message_context(
-                    config,
-                    language=contact.language,
-                    first_name=contact.first_name,
-                    coach_first_name=renderer.coach_names.get(contact.coach_id)
-                    if contact.coach_id is not None
-                    else None,
-                    timezone=contact.timezone,
-                    appointment=appointment,
-                ),
-            )
+            rendered = plain_bodies.get(plain) if plain is not None else None
+            if rendered is None:
+                rendered = renderer.render(
+                    session,
+                    contact.template_key,
+                    contact.language,
+                    message_context(
+                        config,
+                        language=contact.language,
+                        first_name=contact.first_name,
+                        coach_first_name=renderer.coach_names.get(contact.coach_id)
+                        if contact.coach_id is not None
+                        else None,
+                        timezone=contact.timezone,
+                        appointment=appointment,
+                    ),
+                )
+                if plain is not None:
+                    plain_bodies[plain] = rendered
+            body, segments = rendered
         except Exception as exc:  # a broken template must not stop every other contact
             log_event(
                 log,
@@ -964,23 +990,30 @@ class RateLimiter:
 
     def reserve(self, count: int = 1) -> float:
         """Reserve `count` slots; returns the first (epoch seconds); slot i is first + i*interval."""
+        # Plain statements, not an ORM object and a flush: at very high rates this runs
+        # every RESERVE_MAX sends.
         with session_scope(self.sessions) as session:
-            query = select(SendRateSlot).where(SendRateSlot.id == 1)
+            query = select(SendRateSlot.next_at).where(SendRateSlot.id == 1)
             if is_postgresql(session):
                 query = query.with_for_update()
-            row = session.scalars(query).first()
-            if row is None:
+            next_at = session.execute(query).scalar_one_or_none()
+            if next_at is None:
                 insert_fn = postgresql.insert if is_postgresql(session) else sqlite.insert
                 session.execute(
                     insert_fn(SendRateSlot)
                     .values(id=1, next_at=datetime.fromtimestamp(self.clock(), UTC))
                     .on_conflict_do_nothing(index_elements=["id"])
                 )
-                row = session.scalars(query).one()
+                next_at = session.execute(query).scalar_one()
             # The clock is read under the lock: read before, it could be older than a slot
             # another worker took meanwhile, and the slot handed out would start out late.
-            first = max(row.next_at, datetime.fromtimestamp(self.clock(), UTC))
-            row.next_at = first + timedelta(seconds=count * self.interval)
+            first = max(next_at, datetime.fromtimestamp(self.clock(), UTC))
+            session.execute(
+                update(SendRateSlot)
+                .where(SendRateSlot.id == 1)
+                .values(next_at=first + timedelta(seconds=count * self.interval))
+                .execution_options(synchronize_session=False)
+            )
         return first.timestamp()
 
     def next_slot(self, wanted: int = 1) -> float:
@@ -1029,7 +1062,7 @@ def _commit_outcomes(
         for claim, error in outcomes.errors:
             record_error(session, claim, error, now, counts)
     counts.sent += len(outcomes.sent)
-    for claim, result in outcomes.sent:
+    for claim, result in outcomes.sent if log.isEnabledFor(logging.INFO) else ():
         log_event(
             log,
             "send.sent",
@@ -1041,18 +1074,170 @@ def _commit_outcomes(
     outcomes.errors.clear()
 
 
-def _not_sendable_now(sessions: sessionmaker[Session], claims: Sequence[Claim]) -> dict[int, str]:
+class _OutcomeWriter:
+    """Commits outcomes, in order. With `background` (PostgreSQL) a group that is all
+    successes is committed by one helper thread on its own connection while the sender goes
+    on (its next batch's enqueue, its next sends): recording a success changes nothing the
+    sender decides on. A group with any error is committed here, after everything handed to
+    the thread (an error can opt a person out or skip their contact, which later claims and
+    last looks must see). `drain` waits for the thread: before a claim (a person's second
+    text is judged after the first one's outcome) and at the end of send_due, so the tick's
+    sweep sees every success. A row whose success is still waiting is `sending`, as between
+    a send and its flush: a crash leaves it to recover_stale, never resent."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        now: datetime,
+        counts: SendCounts,
+        *,
+        background: bool,
+    ) -> None:
+        self.sessions, self.now, self.counts = sessions, now, counts
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-outcomes")
+            if background
+            else None
+        )
+        self._waiting: deque[Future[int]] = deque()
+        # Called before errors are committed: send_due's discard of a batch read ahead, whose
+        # open transaction may hold the locks an error's consequences (an opt-out cancels the
+        # person's contacts) must take, and which must be decided after those consequences.
+        self.before_errors: Callable[[], None] | None = None
+
+    def commit(self, outcomes: _Outcomes) -> None:
+        """Commit `outcomes` (now or on the helper thread) and empty it."""
+        if not outcomes:
+            return
+        self._collect(block=False)  # a failed background commit stops the sender here
+        if self._executor is None or outcomes.errors:
+            try:
+                if outcomes.errors and self.before_errors is not None:
+                    self.before_errors()  # may raise the read-ahead's error: raised after
+            finally:
+                # The errors are recorded even then: a 21610 opts the person out, a known
+                # unsent retryable goes back to `pending` (not `unknown` five minutes later).
+                try:
+                    self.drain()
+                finally:
+                    _commit_outcomes(self.sessions, outcomes, self.now, self.counts)
+            return
+        group = _Outcomes(sent=list(outcomes.sent))
+        outcomes.sent.clear()
+        self._waiting.append(self._executor.submit(self._commit_in_background, group))
+
+    def _commit_in_background(self, group: _Outcomes) -> int:
+        sent = len(group.sent)
+        # Counted by the caller's thread (drain), not here: `counts` is not shared.
+        _commit_outcomes(self.sessions, group, self.now, SendCounts())
+        return sent
+
+    def _collect(self, *, block: bool) -> None:
+        while self._waiting and (block or self._waiting[0].done()):
+            self.counts.sent += self._waiting.popleft().result()  # re-raises its error
+
+    def drain(self) -> None:
+        """Return once every outcome handed over is committed (raises a commit's error)."""
+        self._collect(block=True)
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+
+
+class _NextBatch:
+    """PostgreSQL: the next batch of due contacts, read, decided, rendered and inserted by a
+    helper thread while the current batch is sent, in a transaction left open. `take` commits
+    it (the claim) once the current batch is done, so still at most one batch is ever claimed
+    and not yet sent: a crash before `take` rolls it back (its contacts stay `planned`), and a
+    stop discards it the same way. Its claim-time checks are then up to one batch older when
+    its texts leave; the last look before each send (status, quiet hours, deadline) is made
+    as always, after the commit."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send-enqueue")
+        self._future: Future[tuple[Session, Enqueued]] | None = None
+
+    def start(
+        self,
+        now: datetime,
+        config: Config,
+        limit: int,
+        renderer: _Renderer,
+        worker_id: str,
+        *,
+        claimed_at: datetime,
+    ) -> None:
+        assert self._future is None
+
+        def enqueue() -> tuple[Session, Enqueued]:
+            session = self.sessions()
+            try:
+                step = enqueue_due(
+                    session,
+                    now,
+                    config,
+                    limit,
+                    renderer,
+                    claimed_by=worker_id,
+                    claimed_at=claimed_at,
+                )
+            except BaseException:
+                session.rollback()
+                session.close()
+                raise
+            return session, step
+
+        self._future = self._executor.submit(enqueue)
+
+    def take(self) -> Enqueued | None:
+        """The batch read ahead, now committed; None when none was started."""
+        if self._future is None:
+            return None
+        future, self._future = self._future, None
+        session, step = future.result()
+        try:
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return step
+
+    def discard(self) -> None:
+        """Roll back a batch read ahead and not taken (its contacts stay `planned`)."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            session, _ = future.result()
+            try:
+                session.rollback()
+            finally:
+                session.close()  # its connection back to the pool even if the rollback failed
+
+    def close(self) -> None:
+        """`discard`, and stop the helper thread."""
+        try:
+            self.discard()
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+def _not_sendable_now(session: Session, claims: Sequence[Claim]) -> dict[int, str]:
     """The people behind `claims` who are no longer active, read after the claim committed: a
     STOP, a pause or a close may have landed while the claim was being made. Usually empty."""
     people = {c.participant_id for c in claims if c.participant_id is not None}
     if not people:
         return {}
-    with sessions() as session:
-        rows = session.execute(
-            select(Participant.id, Participant.status).where(
-                in_ids(session, Participant.id, people), Participant.status != "active"
-            )
-        ).all()
+    rows = session.execute(
+        select(Participant.id, Participant.status).where(
+            in_ids(session, Participant.id, people), Participant.status != "active"
+        )
+    ).all()
     return {row.id: row.status for row in rows}
 
 
@@ -1099,6 +1284,7 @@ def send_batch(
     config: Config,
     should_stop: Callable[[], bool] = lambda: False,
     current_time: Callable[[], datetime] | None = None,
+    writer: _OutcomeWriter | None = None,
 ) -> bool:
     """Send claimed messages, each at its rate slot; commit outcomes in groups; give back
     the claims never handed to the transport when stopped early. Just before each request a
@@ -1106,13 +1292,16 @@ def send_batch(
     the time now; a claim that fails it, and every claim after it, is given back for the
     claim to decide again. Returns True when the time has run out for this tick (quiet hours
     began or a window closed since `now`): its caller stops, and the next tick, with a fresh
-    `now`, decides."""
+    `now`, decides. Outcomes go through `writer` (send_due's, which may commit successes in
+    the background); without one they are committed here before returning."""
+    own_writer = writer is None
+    writer = writer or _OutcomeWriter(sessions, now, counts, background=False)
     outcomes = _Outcomes()
     handed = 0
     last_commit = time.monotonic()
     current_time = current_time or _tick_clock(now, limiter)
-    not_active = _not_sendable_now(sessions, claims)
-    with sessions() as session:
+    with sessions() as session:  # one connection for both reads
+        not_active = _not_sendable_now(session, claims)
         window = _quiet_window(session)
     program_zone = ZoneInfo(config.program_timezone)
     out_of_time = False
@@ -1125,7 +1314,7 @@ def send_batch(
                 while not should_stop():
                     slot = limiter.next_slot(len(claims) - index)
                     if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
-                        _commit_outcomes(sessions, outcomes, now, counts)  # while we wait anyway
+                        writer.commit(outcomes)  # while we wait anyway
                         last_commit = time.monotonic()
                     if limiter.wait_for(slot):
                         break
@@ -1154,13 +1343,17 @@ def send_batch(
             else:
                 outcomes.sent.append((claim, result))
             if time.monotonic() - last_commit >= FLUSH_SECONDS:
-                _commit_outcomes(sessions, outcomes, now, counts)
+                writer.commit(outcomes)
                 last_commit = time.monotonic()
     finally:
-        _commit_outcomes(sessions, outcomes, now, counts)
-        if handed < len(claims):
-            with session_scope(sessions) as session:
-                release(session, claims[handed:], worker_id)
+        try:
+            writer.commit(outcomes)
+            if own_writer:
+                writer.close()
+        finally:
+            if handed < len(claims):
+                with session_scope(sessions) as session:
+                    release(session, claims[handed:], worker_id)
     return out_of_time
 
 
@@ -1188,47 +1381,77 @@ def send_due(
     looked = 0
     pending = True  # outbox rows may be waiting
     contacts = True  # planned contacts may be due
-    while not should_stop():
-        limit = batch if max_messages is None else min(batch, max_messages - looked)
-        if limit <= 0:
-            break
-        claims: list[Claim] = []
-        seen = 0
-        with session_scope(sessions) as session:
-            if pending:
-                claims, seen = claim_batch(
-                    session, now, worker_id, config, counts, limit, claimed_at=current_time()
-                )
-                pending = seen > 0
-            if not pending and contacts:
-                step = enqueue_due(
-                    session,
-                    now,
-                    config,
-                    limit,
-                    renderer,
-                    claimed_by=worker_id,
-                    claimed_at=current_time(),
-                )
+    with sessions() as session:
+        background = is_postgresql(session)  # SQLite has one writer at a time anyway
+    writer = _OutcomeWriter(sessions, now, counts, background=background)
+    upcoming = _NextBatch(sessions) if background else None
+    if upcoming is not None:
+        writer.before_errors = upcoming.discard
+    try:
+        while not should_stop():
+            limit = batch if max_messages is None else min(batch, max_messages - looked)
+            if limit <= 0:
+                break
+            claims: list[Claim] = []
+            seen = 0
+            step = upcoming.take() if upcoming is not None else None  # claimed now
+            if step is None:
+                if pending:
+                    writer.drain()  # a person's next text is judged after the last outcome
+                with session_scope(sessions) as session:
+                    if pending:
+                        claims, seen = claim_batch(
+                            session,
+                            now,
+                            worker_id,
+                            config,
+                            counts,
+                            limit,
+                            claimed_at=current_time(),
+                        )
+                        pending = seen > 0
+                    if not pending and contacts:
+                        step = enqueue_due(
+                            session,
+                            now,
+                            config,
+                            limit,
+                            renderer,
+                            claimed_by=worker_id,
+                            claimed_at=current_time(),
+                        )
+            if step is not None:
                 counts.add(step.counts)
                 claims, seen, contacts = step.claims, step.looked, step.more
                 pending = step.pending > 0
-        if seen == 0:
-            break
-        looked += seen
-        if claims:
-            out_of_time = send_batch(
-                sessions,
-                transport,
-                now,
-                claims,
-                worker_id=worker_id,
-                limiter=limiter,
-                counts=counts,
-                config=config,
-                should_stop=should_stop,
-                current_time=current_time,
-            )
-            if out_of_time:
-                break  # `now` is stale for what is left: the next tick decides
+            if seen == 0:
+                break
+            looked += seen
+            if claims:
+                next_limit = batch if max_messages is None else min(batch, max_messages - looked)
+                if upcoming is not None and contacts and not pending and next_limit > 0:
+                    upcoming.start(
+                        now, config, next_limit, renderer, worker_id, claimed_at=current_time()
+                    )
+                out_of_time = send_batch(
+                    sessions,
+                    transport,
+                    now,
+                    claims,
+                    worker_id=worker_id,
+                    limiter=limiter,
+                    counts=counts,
+                    config=config,
+                    should_stop=should_stop,
+                    current_time=current_time,
+                    writer=writer,
+                )
+                if out_of_time:
+                    break  # `now` is stale for what is left: the next tick decides
+    finally:
+        try:
+            if upcoming is not None:
+                upcoming.close()  # a batch read ahead and not taken is rolled back, unclaimed
+        finally:
+            writer.close()  # every outcome committed before the tick goes on (the sweep)
     return counts

@@ -45,3 +45,30 @@ def test_a_value_longer_than_its_column_is_refused_not_cut(session: Session, now
     assert isinstance(table, Table)
     with pytest.raises(DBAPIError):
         insert_ignoring_conflicts(session, table, [_row(now, "k3", "+1" + "3" * 60)])
+
+
+def test_columns_equal_in_every_row_and_columns_mixing_none_go_in_as_given(
+    session: Session, now: datetime
+) -> None:
+    table = OutboundMessage.__table__
+    assert isinstance(table, Table)
+    rows = [
+        _row(now, "k4", "+13125550004") | {"not_after": None, "claimed_by": None},
+        _row(now, "k5", "+13125550005") | {"not_after": None, "claimed_by": "w1"},
+        _row(now, "k6", "+13125550006") | {"not_after": None, "claimed_by": None},
+    ]
+    assert insert_ignoring_conflicts(session, table, rows) == 3
+    stored = session.execute(
+        select(
+            OutboundMessage.idempotency_key,
+            OutboundMessage.not_after,
+            OutboundMessage.claimed_by,
+            OutboundMessage.send_after,
+            OutboundMessage.ignore_quiet_hours,
+        ).order_by(OutboundMessage.idempotency_key)
+    ).all()
+    assert [tuple(r) for r in stored] == [
+        ("k4", None, None, now, True),
+        ("k5", None, "w1", now, True),
+        ("k6", None, None, now, True),
+    ]

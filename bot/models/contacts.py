@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, in_list
@@ -21,7 +21,22 @@ class PlannedContact(Base):
         CheckConstraint(in_list("kind", KINDS), name="kind"),
         CheckConstraint(in_list("state", STATES), name="state"),
         CheckConstraint("not_after >= send_after", name="window_order"),
-        Index("ix_planned_contacts_state_send_after", "state", "send_after"),
+        # The due contacts, in time order. Partial (only `planned` rows, and no state column),
+        # like the appointment index below: a contact's moves planned -> queued -> sent add no
+        # entry to either (an UPDATE that is not HOT inserts into every index whose predicate
+        # the new row meets), two index writes fewer per move.
+        Index(
+            "ix_planned_contacts_planned_send_after",
+            "send_after",
+            postgresql_where=text("state = 'planned'"),
+            sqlite_where=text("state = 'planned'"),
+        ),
+        Index(
+            "ix_planned_contacts_appointment_id",
+            "appointment_id",
+            postgresql_where=text("appointment_id IS NOT NULL"),
+            sqlite_where=text("appointment_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,7 +47,7 @@ class PlannedContact(Base):
     occurrence: Mapped[str] = mapped_column(String(40))
     version: Mapped[str] = mapped_column(String(40))
     appointment_id: Mapped[int | None] = mapped_column(
-        ForeignKey("appointments.id", ondelete="CASCADE"), index=True
+        ForeignKey("appointments.id", ondelete="CASCADE")
     )
     template_key: Mapped[str] = mapped_column(String(60))
     send_after: Mapped[datetime]

@@ -109,11 +109,14 @@ class Expectation(Base):
         Index("ix_expectations_state_due_at", "state", "due_at"),
         Index("ix_expectations_participant_id_state", "participant_id", "state"),
         # One "confirm by" per appointment time: a moved appointment (new version) gets its own.
+        # Partial: a "reply by" (no appointment) adds no entry.
         Index(
             "uq_expectations_appointment_id_appointment_version",
             "appointment_id",
             "appointment_version",
             unique=True,
+            postgresql_where=text("appointment_id IS NOT NULL"),
+            sqlite_where=text("appointment_id IS NOT NULL"),
         ),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, false
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, in_list
@@ -28,6 +28,7 @@ OUTBOUND_STATUSES = (
     "cancelled",
 )
 PROCESSING_STATES = ("received", "processed", "failed")
+_UNSENT = "status IN ('pending', 'sending')"
 
 
 class OutboundMessage(Base):
@@ -40,10 +41,26 @@ class OutboundMessage(Base):
             "participant_id IS NOT NULL OR user_id IS NOT NULL OR purpose = 'reply'",
             name="has_recipient",
         ),
-        Index("ix_outbound_messages_status_send_after", "status", "send_after"),
+        # The claim's and the stale-claim recovery's work list. Partial: a row's move from
+        # `sending` to its outcome adds no entry (see PlannedContact's due index).
+        Index(
+            "ix_outbound_messages_status_send_after",
+            "status",
+            "send_after",
+            postgresql_where=text(_UNSENT),
+            # Not on SQLite: it cannot prove `status = 'pending'` implies the predicate (only
+            # a term found as such in the query) and would scan the whole outbox instead.
+        ),
         Index("ix_outbound_messages_participant_id_created_at", "participant_id", "created_at"),
-        # The sweep turns recently sent check-ins and reminders into expectations.
-        Index("ix_outbound_messages_purpose_sent_at", "purpose", "sent_at"),
+        # The sweep turns recently sent check-ins and reminders into expectations; the reports
+        # count sent texts. Partial: an unsent row (the outbox insert) adds no entry.
+        Index(
+            "ix_outbound_messages_purpose_sent_at",
+            "purpose",
+            "sent_at",
+            postgresql_where=text("sent_at IS NOT NULL"),
+            sqlite_where=text("sent_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

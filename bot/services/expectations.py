@@ -19,10 +19,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Interval,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
 from bot.bulk import insert_ignoring_conflicts
+from bot.db import is_postgresql
 from bot.models import (
     Appointment,
     Expectation,
@@ -31,6 +46,7 @@ from bot.models import (
     Participant,
     PlannedContact,
 )
+from bot.models.base import UTCDateTime
 from bot.services.flags import resolve_flag
 from bot.services.settings import get_setting
 
@@ -59,6 +75,46 @@ def _insert_ignoring_conflicts(session: Session, rows: list[dict[str, Any]]) -> 
     return insert_ignoring_conflicts(session, cast(Table, Expectation.__table__), rows)
 
 
+def _insert_replies_set_based(
+    session: Session, now: datetime, reply_window: timedelta, recent: ColumnElement[bool]
+) -> int:
+    """PostgreSQL: the "reply by" rows for the check-ins matched by `recent`, made by the
+    database from the outbox rows (the same rows and values as the portable path); a row
+    another sweep inserted first is skipped. Returns how many were inserted."""
+    rows = (
+        select(
+            OutboundMessage.participant_id,
+            literal("reply", String()),
+            OutboundMessage.id,
+            literal(now, UTCDateTime()),
+            # As a number of seconds, which PostgreSQL keeps as hours (48:00:00): a timedelta
+            # of whole days binds as "2 days", added as calendar days in the session's
+            # TimeZone, an hour short or long across a DST change where that is not UTC.
+            OutboundMessage.sent_at
+            + sql_cast(literal(f"{reply_window.total_seconds()} seconds", String()), Interval()),
+            literal("pending", String()),
+        )
+        .join(Participant, Participant.id == OutboundMessage.participant_id)
+        .where(OutboundMessage.purpose == "checkin", recent)
+        # The sort reads every row before the first insert: otherwise the anti-join in `recent`
+        # may probe expectations (by a scan, when its statistics say empty) while this very
+        # statement fills it, which was 2 s instead of 0.4 s for 18,700 rows.
+        .order_by(OutboundMessage.id)
+    )
+    insert = (
+        postgresql.insert(cast(Table, Expectation.__table__))
+        .from_select(
+            ["participant_id", "kind", "outbound_message_id", "created_at", "due_at", "state"],
+            rows,
+        )
+        .on_conflict_do_nothing()
+        # SQLAlchemy reports -1 for an INSERT … SELECT unless asked to keep the driver's count.
+        .execution_options(preserve_rowcount=True)
+    )
+    result = cast(CursorResult[Any], session.execute(insert))
+    return max(result.rowcount or 0, 0)
+
+
 def create_expectations(session: Session, now: datetime) -> CreatedCounts:
     """Make the expectations for check-ins and reminders sent since the last sweep.
 
@@ -79,24 +135,28 @@ def create_expectations(session: Session, now: datetime) -> CreatedCounts:
         ~exists().where(Expectation.outbound_message_id == OutboundMessage.id),
     )
 
-    checkins = session.execute(
-        select(OutboundMessage.id, OutboundMessage.participant_id, OutboundMessage.sent_at)
-        .join(Participant, Participant.id == OutboundMessage.participant_id)
-        .where(OutboundMessage.purpose == "checkin", recent)
-    ).all()
-    reply_rows = [
-        {
-            "participant_id": participant_id,
-            "kind": "reply",
-            "outbound_message_id": message_id,
-            "created_at": now,
-            # sent_at is set: the query only looks at texts sent since `since`
-            "due_at": cast(datetime, sent_at) + reply_window,
-            "state": "pending",
-        }
-        for message_id, participant_id, sent_at in checkins
-    ]
-    counts.reply = _insert_ignoring_conflicts(session, reply_rows)
+    if is_postgresql(session):
+        # One INSERT … SELECT: a tick's 20,000 check-ins never travel to Python and back.
+        counts.reply = _insert_replies_set_based(session, now, reply_window, recent)
+    else:
+        checkins = session.execute(
+            select(OutboundMessage.id, OutboundMessage.participant_id, OutboundMessage.sent_at)
+            .join(Participant, Participant.id == OutboundMessage.participant_id)
+            .where(OutboundMessage.purpose == "checkin", recent)
+        ).all()
+        reply_rows = [
+            {
+                "participant_id": participant_id,
+                "kind": "reply",
+                "outbound_message_id": message_id,
+                "created_at": now,
+                # sent_at is set: the query only looks at texts sent since `since`
+                "due_at": cast(datetime, sent_at) + reply_window,
+                "state": "pending",
+            }
+            for message_id, participant_id, sent_at in checkins
+        ]
+        counts.reply = _insert_ignoring_conflicts(session, reply_rows)
 
     done = aliased(Expectation)
     reminders = session.execute(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+import scheduler.send as send_module
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
 from bot.services.delivery import apply_status
@@ -317,6 +319,22 @@ def test_a_persons_second_due_text_waits_for_the_first_ones_outcome(
     with sessions() as session:
         participant = session.get(Participant, pid)
         assert participant is not None and participant.status == "opted_out"
+
+
+def test_a_persons_second_due_text_in_the_next_batch_waits_for_the_first_ones_outcome(
+    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of one: the day-1 check-in is in the batch after the welcome's, the batch that
+    # PostgreSQL's sender reads ahead while the welcome is being sent.
+    monkeypatch.setattr(send_module, "BATCH", 1)
+    pid = _participant(sessions)
+    transport = UnsubscribedOnce()
+    _run(sessions, transport, config, utc("2026-03-03T15:05:00Z"))
+    assert len(transport.attempts) == 1  # the 21610 opted them out before the second claim
+    states = _states(sessions, pid)
+    assert sorted(states[k] for k in ("welcome", "day-1")) == ["cancelled", "skipped"]
+    with sessions() as session:
+        assert session.scalars(select(OutboundMessage.status)).all() == ["failed"]
 
 
 @dataclass

@@ -3,11 +3,13 @@ opt-out."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.db import make_engine, make_session_factory
 from bot.models import Expectation, Flag, FlagEvent
 from bot.services.expectations import (
     cancel_for_participant,
@@ -185,3 +187,25 @@ def test_opt_out_cancels_pending_expectations_and_no_new_ones_are_made(
     make_sent_message(session, participant, now + timedelta(seconds=1))
     assert create_expectations(session, now + timedelta(minutes=1)).reply == 0
     assert [e.state for e in _expectations(session)] == ["cancelled"]
+
+
+@pytest.mark.postgres_only
+def test_the_reply_window_is_exact_hours_across_a_dst_change_whatever_the_servers_timezone(
+    database_url: str,
+) -> None:
+    # PostgreSQL adds an interval's days as calendar days in the session's TimeZone (the
+    # server's default unless set): with America/New_York, 48 h as "2 days" across the spring
+    # change would be 47 h. The due time must be the sent time plus the window's hours, as on
+    # SQLite (the portable path computes it in Python).
+    engine = make_engine(database_url, connect_args={"options": "-c TimeZone=America/New_York"})
+    try:
+        with make_session_factory(engine).begin() as session:
+            sent_at = datetime(2026, 3, 7, 15, 0, tzinfo=UTC)  # the clocks go forward on the 8th
+            participant = make_participant(session, sent_at - timedelta(days=3))
+            message = make_sent_message(session, participant, sent_at)
+            assert create_expectations(session, sent_at + timedelta(hours=1)).reply == 1
+            [expectation] = _expectations(session)
+            assert expectation.outbound_message_id == message.id
+            assert expectation.due_at == sent_at + timedelta(hours=48)
+    finally:
+        engine.dispose()
