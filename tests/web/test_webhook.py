@@ -776,14 +776,11 @@ def test_status_21610_opts_the_participant_out(
 # --- real concurrency (PostgreSQL) ----------------------------------------------------------
 
 
-@pytest.mark.postgres_only
-def test_two_identical_requests_at_once_store_one_row_and_act_once(
-    app: Flask, sessions: sessionmaker[Session], session: Session, person: Participant
-) -> None:
-    form = inbound_form(person.phone, "I want to kill myself")
+def _post_at_once(app: Flask, form: dict[str, str], *, times: int) -> list[Any]:
+    """POST the same signed form from `times` threads released together; their responses."""
     results: list[Any] = []
     errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(times)
 
     def worker() -> None:
         try:
@@ -793,12 +790,21 @@ def test_two_identical_requests_at_once_store_one_row_and_act_once(
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(times)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
     assert not errors
+    return results
+
+
+@pytest.mark.postgres_only
+def test_two_identical_requests_at_once_store_one_row_and_act_once(
+    app: Flask, sessions: sessionmaker[Session], session: Session, person: Participant
+) -> None:
+    form = inbound_form(person.phone, "I want to kill myself")
+    results = _post_at_once(app, form, times=4)
     assert len(results) == 4
     for response in results:
         message_of(response)  # each is valid TwiML
@@ -821,24 +827,7 @@ def test_four_identical_ordinary_replies_at_once_store_one_row_and_count_one_rep
     ).flag
     session.commit()
     form = inbound_form(person.phone, "doing ok today")
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
-
-    def worker() -> None:
-        try:
-            client = app.test_client()
-            barrier.wait()
-            results.append(post(client, "/twilio/inbound", form))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors
+    results = _post_at_once(app, form, times=4)
     assert [message_of(response) for response in results] == [None] * 4
     session.expire_all()
     stored = session.scalars(select(InboundMessage)).one()
