@@ -112,6 +112,20 @@ KILLER = textwrap.dedent(
 )
 
 
+def _tick_a_minute_and_a_lease_later(env: dict[str, str], cwd: Path) -> None:
+    """`checkin tick` a minute after NOW, then once the dead worker's claim lease is over."""
+    for later in (NOW + timedelta(minutes=1), NOW + LEASE + timedelta(minutes=1)):
+        run = subprocess.run(
+            [CHECKIN, "tick", "--now", later.isoformat()],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+
+
 @pytest.mark.parametrize("when", ["before_send", "after_accepted"])
 def test_worker_killed_mid_send_never_causes_a_second_send(
     sessions: sessionmaker[Session], database_url: str, tmp_path: Path, when: str
@@ -130,16 +144,7 @@ def test_worker_killed_mid_send_never_causes_a_second_send(
         assert killed.returncode == -9, killed.stderr
         expected = 0 if when == "before_send" else 1
         assert len(twilio.received) == expected
-        for later in (NOW + timedelta(minutes=1), NOW + LEASE + timedelta(minutes=1)):
-            run = subprocess.run(
-                [CHECKIN, "tick", "--now", later.isoformat()],
-                env=env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert run.returncode == 0, run.stderr
+        _tick_a_minute_and_a_lease_later(env, tmp_path)
         # The other due message (welcome or day 1) goes; the one in flight is never resent.
         assert len(twilio.received) == expected + 1
     with sessions() as session:
@@ -167,16 +172,7 @@ def test_worker_killed_while_the_next_batch_is_read_ahead_never_causes_a_second_
             timeout=60,
         )
         assert killed.returncode == -9, killed.stderr
-        for later in (NOW + timedelta(minutes=1), NOW + LEASE + timedelta(minutes=1)):
-            run = subprocess.run(
-                [CHECKIN, "tick", "--now", later.isoformat()],
-                env=env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert run.returncode == 0, run.stderr
+        _tick_a_minute_and_a_lease_later(env, tmp_path)
         counts = collections.Counter(twilio.to_addresses())
     with sessions() as session:
         statuses = collections.Counter(session.scalars(select(OutboundMessage.status)))
