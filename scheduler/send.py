@@ -37,7 +37,10 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    rarely finds its SID unknown). PostgreSQL: a group of successes only is committed by a
    helper thread, in order, while the sender goes on (`_OutcomeWriter`); a group with an error
    is committed by the sender itself after the helper's, and a claim and the end of send_due
-   wait for the helper. Twilio has no idempotency key on message create, so a row left in `sending` (the
+   wait for the helper. PostgreSQL: the commit that records check-ins as sent also makes
+   their "reply by" expectations (`create_reply_expectations`, the sweep's own statement for
+   just those texts), so the sweep after the sending has none left to make; its pass stays
+   the safety net for any missed. Twilio has no idempotency key on message create, so a row left in `sending` (the
    process died between the claim and the outcome's commit) cannot be known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
