@@ -40,8 +40,9 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    wait for the helper. PostgreSQL: the commit that records check-ins as sent also makes
    their "reply by" expectations (`create_reply_expectations`, the sweep's own statement for
    just those texts), so the sweep after the sending has none left to make; its pass stays
-   the safety net for any missed. Twilio has no idempotency key on message create, so a row left in `sending` (the
-   process died between the claim and the outcome's commit) cannot be known to be unsent:
+   the safety net for any missed. Twilio has no idempotency key on message create, so a row
+   left in `sending` (the process died between the claim and the outcome's commit) cannot be
+   known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
    crash that is every row of the batch in flight, at most `CLAIM_WINDOW_SECONDS` of sending:
