@@ -16,8 +16,8 @@ settings digest current, so `plan` has nothing to do), no appointments:
   since release is a cadence day (17 of 91) plus the welcome of those released today (1 of 91):
   about 19.8 % of the population. The bench prints the exact count. It times ticks at 09:00
   local (nothing due) and then ONE tick at 10:00 local that does everything: plan (nothing),
-  enqueue (render every body), claim, send, record, and the sweep (which creates an expectation
-  per sent check-in).
+  enqueue (render every body), claim, send, record (which on PostgreSQL also creates each sent
+  check-in's expectation), and the sweep (which then has none left to create).
 - `--shape idle`: every participant has one check-in `sent` last week and the next one
   `planned` next week; a tick with nothing due, timed five times.
 

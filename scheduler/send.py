@@ -37,8 +37,12 @@ Exactly once, by keys and claims, in batches (a tick may have tens of thousands 
    rarely finds its SID unknown). PostgreSQL: a group of successes only is committed by a
    helper thread, in order, while the sender goes on (`_OutcomeWriter`); a group with an error
    is committed by the sender itself after the helper's, and a claim and the end of send_due
-   wait for the helper. Twilio has no idempotency key on message create, so a row left in `sending` (the
-   process died between the claim and the outcome's commit) cannot be known to be unsent:
+   wait for the helper. PostgreSQL: the commit that records check-ins as sent also makes
+   their "reply by" expectations (`create_reply_expectations`, the sweep's own statement for
+   just those texts), so the sweep after the sending has none left to make; its pass stays
+   the safety net for any missed. Twilio has no idempotency key on message create, so a row
+   left in `sending` (the process died between the claim and the outcome's commit) cannot be
+   known to be unsent:
    `recover_stale` never resends it; once its claim is older than the lease (far longer than
    the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown` (high). After a
    crash that is every row of the batch in flight, at most `CLAIM_WINDOW_SECONDS` of sending:
@@ -86,6 +90,7 @@ from bot.models import (
     User,
 )
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
+from bot.services.expectations import create_reply_expectations
 from bot.services.flags import raise_flag
 from bot.services.settings import get_setting
 from bot.services.templates import message_context
@@ -158,6 +163,9 @@ class SendCounts:
     cancelled: int = 0
     skipped: int = 0
     deferred: int = 0
+    # "Reply by" expectations made as check-ins were recorded as sent (PostgreSQL; the
+    # sweep's `created` counts only what this missed).
+    expectations: int = 0
 
     def add(self, other: SendCounts) -> None:
         for f in fields(self):
@@ -1057,11 +1065,20 @@ def _commit_outcomes(
 ) -> None:
     if not outcomes:
         return
+    expectations = 0
     with session_scope(sessions) as session:
         record_sent_many(session, outcomes.sent, now)
+        if is_postgresql(session):
+            # Their "reply by" expectations (the check-ins among them) in the same commit:
+            # the sweep's create_expectations, after all the sending, then finds nothing left
+            # to do for them (SQLite: the sweep makes them).
+            expectations = create_reply_expectations(
+                session, now, [c.message_id for c, _ in outcomes.sent]
+            )
         for claim, error in outcomes.errors:
             record_error(session, claim, error, now, counts)
     counts.sent += len(outcomes.sent)
+    counts.expectations += expectations
     for claim, result in outcomes.sent if log.isEnabledFor(logging.INFO) else ():
         log_event(
             log,
@@ -1099,7 +1116,7 @@ class _OutcomeWriter:
             if background
             else None
         )
-        self._waiting: deque[Future[int]] = deque()
+        self._waiting: deque[Future[SendCounts]] = deque()
         # Called before errors are committed: send_due's discard of a batch read ahead, whose
         # open transaction may hold the locks an error's consequences (an opt-out cancels the
         # person's contacts) must take, and which must be decided after those consequences.
@@ -1126,15 +1143,15 @@ class _OutcomeWriter:
         outcomes.sent.clear()
         self._waiting.append(self._executor.submit(self._commit_in_background, group))
 
-    def _commit_in_background(self, group: _Outcomes) -> int:
-        sent = len(group.sent)
+    def _commit_in_background(self, group: _Outcomes) -> SendCounts:
         # Counted by the caller's thread (drain), not here: `counts` is not shared.
-        _commit_outcomes(self.sessions, group, self.now, SendCounts())
-        return sent
+        counts = SendCounts()
+        _commit_outcomes(self.sessions, group, self.now, counts)
+        return counts
 
     def _collect(self, *, block: bool) -> None:
         while self._waiting and (block or self._waiting[0].done()):
-            self.counts.sent += self._waiting.popleft().result()  # re-raises its error
+            self.counts.add(self._waiting.popleft().result())  # re-raises its error
 
     def drain(self) -> None:
         """Return once every outcome handed over is committed (raises a commit's error)."""

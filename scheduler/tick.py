@@ -58,6 +58,8 @@ class TickSummary:
             f"failed {s.failed}, unknown {s.unknown}, cancelled {s.cancelled}, "
             f"skipped {s.skipped}, deferred {s.deferred}"
         )
+        if s.expectations:
+            text += f"; {s.expectations} reply expectation(s) made as sent"
         if self.inbound_retried:
             text += f"; {self.inbound_retried} unfinished inbound text(s) processed"
         if self.early_statuses:

@@ -1,7 +1,10 @@
 """Expectations: "reply by T" after a check-in, "confirm by T" after an appointment reminder.
 
 They are made set-based from sent outbox rows (the sweep calls `create_expectations` before it
-looks for missed ones), satisfied by replies and confirmations, and cancelled by opt-out.
+looks for missed ones), satisfied by replies and confirmations, and cancelled by opt-out. On
+PostgreSQL the sender makes the "reply by" ones already as it records its check-ins as sent
+(`create_reply_expectations`, the same statement restricted to those texts); the sweep's pass
+is then the safety net that finds whatever that missed.
 The welcome creates none (DESIGN.md "Enrolment").
 
 Rules (program settings, `escalation`):
@@ -15,6 +18,7 @@ Rules (program settings, `escalation`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -36,7 +40,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
-from bot.bulk import insert_ignoring_conflicts
+from bot.bulk import in_ids, insert_ignoring_conflicts
 from bot.db import is_postgresql
 from bot.models import (
     Appointment,
@@ -115,6 +119,38 @@ def _insert_replies_set_based(
     return max(result.rowcount or 0, 0)
 
 
+def _reply_window(session: Session) -> timedelta:
+    return timedelta(hours=float(get_setting(session, "escalation")["reply_window_hours"]))
+
+
+def _awaiting(now: datetime) -> ColumnElement[bool]:
+    """The texts an expectation may be made for (with Participant joined): sent and accepted
+    since LOOKBACK before `now` and up to `now`, to a person still active, with none yet."""
+    return and_(
+        OutboundMessage.sent_at >= now - LOOKBACK,
+        OutboundMessage.sent_at <= now,
+        OutboundMessage.status.in_(ACCEPTED_STATUSES),
+        Participant.status == "active",
+        ~exists().where(Expectation.outbound_message_id == OutboundMessage.id),
+    )
+
+
+def create_reply_expectations(session: Session, now: datetime, message_ids: Sequence[int]) -> int:
+    """PostgreSQL: the "reply by" expectations for these texts only, exactly the rows
+    `create_expectations` would make for them at `now` (check-ins among them, accepted, to
+    an active person, without one yet; due the reply window after their sending). The sender
+    calls it in the transaction that records them as sent, so the sweep finds nothing left
+    to do for them. Returns how many were inserted."""
+    if not message_ids:
+        return 0
+    return _insert_replies_set_based(
+        session,
+        now,
+        _reply_window(session),
+        and_(in_ids(session, OutboundMessage.id, message_ids), _awaiting(now)),
+    )
+
+
 def create_expectations(session: Session, now: datetime) -> CreatedCounts:
     """Make the expectations for check-ins and reminders sent since the last sweep.
 
@@ -122,18 +158,10 @@ def create_expectations(session: Session, now: datetime) -> CreatedCounts:
     (purpose, sent_at) and an anti-join on the unique message id), one bulk insert.
     """
     rules = get_setting(session, "escalation")
-    reply_window = timedelta(hours=float(rules["reply_window_hours"]))
+    reply_window = _reply_window(session)
     confirm_by = timedelta(hours=float(rules["confirm_by_hours_before"]))
     counts = CreatedCounts()
-    since = now - LOOKBACK
-
-    recent = and_(
-        OutboundMessage.sent_at >= since,
-        OutboundMessage.sent_at <= now,
-        OutboundMessage.status.in_(ACCEPTED_STATUSES),
-        Participant.status == "active",
-        ~exists().where(Expectation.outbound_message_id == OutboundMessage.id),
-    )
+    recent = _awaiting(now)
 
     if is_postgresql(session):
         # One INSERT … SELECT: a tick's 20,000 check-ins never travel to Python and back.
@@ -150,7 +178,7 @@ def create_expectations(session: Session, now: datetime) -> CreatedCounts:
                 "kind": "reply",
                 "outbound_message_id": message_id,
                 "created_at": now,
-                # sent_at is set: the query only looks at texts sent since `since`
+                # sent_at is set: the query only looks at texts sent since LOOKBACK
                 "due_at": cast(datetime, sent_at) + reply_window,
                 "state": "pending",
             }
