@@ -1060,6 +1060,22 @@ class _Outcomes:
         return len(self.sent) + len(self.errors)
 
 
+def _reply_expectations_unless_failing(
+    session: Session, now: datetime, sent: Sequence[tuple[Claim, SendResult]]
+) -> int:
+    """create_reply_expectations in a savepoint. If it fails (a broken escalation setting,
+    say), the record of what was sent must still commit: otherwise those rows would stay
+    `sending` and end `unknown`, flagged, though they went out. The failure is logged and the
+    sweep's own pass makes the expectations (and meets the failure where it belongs)."""
+    try:
+        with session.begin_nested():
+            return create_reply_expectations(session, now, [c.message_id for c, _ in sent])
+    except Exception as exc:
+        # Only the class: an error's text may quote SQL parameters.
+        log_event(log, "send.expectations_failed", level=logging.ERROR, error=type(exc).__name__)
+        return 0
+
+
 def _commit_outcomes(
     sessions: sessionmaker[Session], outcomes: _Outcomes, now: datetime, counts: SendCounts
 ) -> None:
@@ -1068,13 +1084,11 @@ def _commit_outcomes(
     expectations = 0
     with session_scope(sessions) as session:
         record_sent_many(session, outcomes.sent, now)
-        if is_postgresql(session):
+        if is_postgresql(session) and outcomes.sent:
             # Their "reply by" expectations (the check-ins among them) in the same commit:
             # the sweep's create_expectations, after all the sending, then finds nothing left
             # to do for them (SQLite: the sweep makes them).
-            expectations = create_reply_expectations(
-                session, now, [c.message_id for c, _ in outcomes.sent]
-            )
+            expectations = _reply_expectations_unless_failing(session, now, outcomes.sent)
         for claim, error in outcomes.errors:
             record_error(session, claim, error, now, counts)
     counts.sent += len(outcomes.sent)

@@ -86,3 +86,27 @@ def test_a_tick_counts_each_sent_checkins_expectation_once_when_sending_or_sweep
         assert len(_expectations(session)) == 3
         [due] = {e.due_at for e in session.scalars(select(Expectation))}
     assert due == NOW + timedelta(hours=48)
+
+
+@pytest.mark.postgres_only
+def test_a_failure_to_make_expectations_while_recording_sends_still_records_them_sent(
+    sessions: sessionmaker[Session],
+    transport: SimulatedTransport,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The record of what went out must not depend on the bookkeeping after it: left `sending`,
+    # those texts would end `unknown` and be flagged, though they were sent.
+    def broken(*_args: object) -> int:
+        raise ValueError("escalation setting unreadable")
+
+    monkeypatch.setattr(send_mod, "create_reply_expectations", broken)
+    _people(sessions, 3)
+    counts = send_due(sessions, transport, config, NOW, worker_id="w:1")
+    assert counts.sent == 6 and counts.expectations == 0
+    with sessions() as session:
+        statuses = set(session.scalars(select(OutboundMessage.status)))
+        assert statuses == {"queued"}
+        assert _expectations(session) == {}
+        made = sweep(session, NOW, config)
+    assert made.created == 3  # the sweep's pass is the safety net
