@@ -112,6 +112,19 @@ KILLER = textwrap.dedent(
 )
 
 
+def _run_a_worker_killed(env: dict[str, str], when: str) -> None:
+    """A tick at NOW in a process that SIGKILLs itself `when` (see KILLER)."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, when, NOW.isoformat()],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -9, killed.stderr
+
+
 def _tick_a_minute_and_a_lease_later(env: dict[str, str], cwd: Path) -> None:
     """`checkin tick` a minute after NOW, then once the dead worker's claim lease is over."""
     for later in (NOW + timedelta(minutes=1), NOW + LEASE + timedelta(minutes=1)):
@@ -133,15 +146,7 @@ def test_worker_killed_mid_send_never_causes_a_second_send(
     _seed(sessions, 1)
     with FakeTwilio() as twilio:
         env = _env(database_url, twilio.url)
-        killed = subprocess.run(
-            [sys.executable, "-c", KILLER, when, NOW.isoformat()],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert killed.returncode == -9, killed.stderr
+        _run_a_worker_killed(env, when)
         expected = 0 if when == "before_send" else 1
         assert len(twilio.received) == expected
         _tick_a_minute_and_a_lease_later(env, tmp_path)
@@ -163,15 +168,7 @@ def test_worker_killed_while_the_next_batch_is_read_ahead_never_causes_a_second_
     _seed(sessions, 12)
     with FakeTwilio() as twilio:
         env = _env(database_url, twilio.url, rate=20)
-        killed = subprocess.run(
-            [sys.executable, "-c", KILLER, when, NOW.isoformat()],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert killed.returncode == -9, killed.stderr
+        _run_a_worker_killed(env, when)
         _tick_a_minute_and_a_lease_later(env, tmp_path)
         counts = collections.Counter(twilio.to_addresses())
     with sessions() as session:
