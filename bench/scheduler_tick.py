@@ -25,16 +25,20 @@ Transport: the in-memory SimulatedTransport (no network; it records each request
 rate limiter is ON at 1,000,000 messages/s (claim batches of BATCH = 2000, one slot
 reservation per RESERVE_MAX = 500 sends; scheduler/send.py), so it is included in the cost but
 is not the bottleneck; the real send rate is benched separately in bench/send_rate.py.
-`--profile` prints a pyinstrument profile of the due tick.
+`--profile` prints a pyinstrument profile of the due tick; `--repeat N` times the due tick N
+times, each on a fresh copy of the seeded database, and prints the median. The bench sets the
+interpreter as `checkin tick` and `checkin worker` do (configure_interpreter_for_sending).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -46,7 +50,7 @@ from bot.services.templates import seed_default_templates
 from bot.transport.simulated import SimulatedTransport
 from messages.defaults import checkin_variant_key
 from scheduler.plan import load_rules
-from scheduler.tick import tick
+from scheduler.tick import configure_interpreter_for_sending, tick
 
 TODAY = date(2026, 3, 3)
 ZONE = "America/New_York"
@@ -150,18 +154,108 @@ def count_due(url: str) -> int:
     return int(due)
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time (user + system) used so far by every process named postgres on this host, read
+    from /proc; None where there is no /proc. Meaningful only when the server is local."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # the process ended meanwhile
+        if fields[0].endswith("(postgres"):
+            values = fields[1].split()
+            ticks += int(values[11]) + int(values[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def time_idle_ticks(url: str, population: int) -> None:
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    config = Config(database_url=url, testing=True, send_rate_per_second=RATE)
+    transport = SimulatedTransport()
+    tick(sessions, transport, config, BEFORE)  # warm up (and creates the rate slot row)
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        tick(sessions, transport, config, BEFORE)
+        runs.append((time.perf_counter() - started) * 1000)
+    engine.dispose()
+    print(
+        f"tick, nothing due, {population} participants (plan + send + sweep): "
+        f"median {sorted(runs)[2]:.1f} ms (runs {', '.join(f'{r:.1f}' for r in runs)})"
+    )
+
+
+def time_due_tick(url: str, population: int, profile: bool) -> float:
+    """One warm-up tick at 09:00 (nothing due), then the timed tick at 10:00. Returns seconds."""
+    due = count_due(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    config = Config(database_url=url, testing=True, send_rate_per_second=RATE)
+    transport = SimulatedTransport()
+    tick(sessions, transport, config, BEFORE)
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    server_cpu = postgres_cpu_seconds()
+    own_cpu = time.process_time()
+    started = time.perf_counter()
+    summary = tick(sessions, transport, config, DUE_AT)
+    elapsed = time.perf_counter() - started
+    own_cpu = time.process_time() - own_cpu
+    server_after = postgres_cpu_seconds()
+    engine.dispose()
+    if profiler is not None:
+        profiler.stop()
+        print(
+            profiler.output_text(
+                unicode=False,
+                color=False,
+                show_all=os.environ.get("BENCH_PROFILE_ALL") == "1",
+            )
+        )
+    print(
+        f"tick at 10:00 local, {population} participants, {due} contacts due "
+        f"(simulated transport, rate limiter on at {RATE:,.0f}/s): {elapsed:.2f} s, "
+        f"{len(transport.sent)} sent\n  {summary.line()}"
+    )
+    server = (
+        "n/a"
+        if server_after is None or server_cpu is None
+        else f"{server_after - server_cpu:.2f} s"
+    )
+    print(f"  CPU during that tick: this process {own_cpu:.2f} s, PostgreSQL {server}")
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--population", type=int, default=100_000)
     parser.add_argument("--shape", choices=("day", "idle"), default="day")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="day shape: time the due tick this many times, each on a fresh copy of the seeded "
+        "database (CREATE DATABASE ... TEMPLATE), and print the median",
+    )
     args = parser.parse_args()
+    configure_interpreter_for_sending()  # as `checkin tick` and `checkin worker` do
     server = make_url(os.environ["BENCH_DATABASE_URL"])
     name = f"bench_sched_{uuid.uuid4().hex[:8]}"
     admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
+    copies: list[str] = []
     try:
         upgrade_to_head(url)
         started = time.perf_counter()
@@ -170,49 +264,30 @@ def main() -> None:
             f"seeded {args.population} participants (shape {args.shape}) "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        config = Config(database_url=url, testing=True, send_rate_per_second=RATE)
-        transport = SimulatedTransport()
-        tick(sessions, transport, config, BEFORE)  # warm up (and creates the rate slot row)
-        runs = []
-        for _ in range(5):
-            started = time.perf_counter()
-            tick(sessions, transport, config, BEFORE)
-            runs.append((time.perf_counter() - started) * 1000)
-        print(
-            f"tick, nothing due, {args.population} participants (plan + send + sweep): "
-            f"median {sorted(runs)[2]:.1f} ms (runs {', '.join(f'{r:.1f}' for r in runs)})"
-        )
-        if args.shape == "day":
-            due = count_due(url)
-            profiler = None
-            if args.profile:
-                from pyinstrument import Profiler
-
-                profiler = Profiler()
-                profiler.start()
-            started = time.perf_counter()
-            summary = tick(sessions, transport, config, DUE_AT)
-            elapsed = time.perf_counter() - started
-            if profiler is not None:
-                profiler.stop()
-                print(
-                    profiler.output_text(
-                        unicode=False,
-                        color=False,
-                        show_all=os.environ.get("BENCH_PROFILE_ALL") == "1",
-                    )
-                )
+        if args.shape == "day" and args.repeat > 1:
+            with admin.connect() as conn:
+                conn.execute(text("CHECKPOINT"))  # the copies start from the seeded files
+            times = []
+            for run in range(args.repeat):
+                copy = f"{name}_{run}"
+                copies.append(copy)
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"'))
+                copy_url = server.set(database=copy).render_as_string(hide_password=False)
+                times.append(time_due_tick(copy_url, args.population, args.profile))
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE "{copy}" WITH (FORCE)'))
             print(
-                f"tick at 10:00 local, {args.population} participants, {due} contacts due "
-                f"(simulated transport, rate limiter on at {RATE:,.0f}/s): {elapsed:.2f} s, "
-                f"{len(transport.sent)} sent\n  {summary.line()}"
+                f"due tick over {args.repeat} fresh copies: median {statistics.median(times):.2f} s"
+                f" (runs {', '.join(f'{t:.2f}' for t in times)})"
             )
-        engine.dispose()
+        time_idle_ticks(url, args.population)
+        if args.shape == "day" and args.repeat <= 1:
+            time_due_tick(url, args.population, args.profile)
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for database in [*copies, name]:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
 
 
