@@ -13,7 +13,8 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
@@ -185,6 +186,7 @@ def test_concurrent_workers_release_at_most_k_sends_per_k_slots(
             limiter.acquire()
             with lock:
                 released.append(local.last)
+        limiter.close()
         with lock:
             missed.append(limiter.missed)
 
@@ -202,6 +204,27 @@ def test_concurrent_workers_release_at_most_k_sends_per_k_slots(
         least = k * reference.interval - reference.late_tolerance - 1e-6
         assert all(b - a >= least for a, b in zip(ordered, ordered[k:], strict=False)), k
     assert sum(missed) > 0  # the late wake-ups were noticed, not sent on
+
+
+@pytest.mark.postgres_only
+def test_a_reservation_on_a_lost_connection_fails_and_the_next_one_reconnects(
+    sessions: sessionmaker[Session],
+) -> None:
+    # The limiter holds one connection for its reservations; a server restart or an idle
+    # timeout takes it away between two of them.
+    limiter = RateLimiter(sessions, 1000.0)
+    first = limiter.reserve(5)
+    assert limiter._connection is not None
+    backend = limiter._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with sessions() as session:
+        session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    with pytest.raises(DBAPIError):
+        limiter.reserve(1)
+    assert limiter._connection is None  # dropped, not reused
+    again = limiter.reserve(1)
+    # Still after the five slots taken before: the lost statement took nothing.
+    assert again >= first + 5 * limiter.interval - 1e-6
+    limiter.close()
 
 
 def test_a_tolerance_beyond_the_guard_is_refused(sessions: sessionmaker[Session]) -> None:
