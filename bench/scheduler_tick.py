@@ -26,8 +26,7 @@ rate limiter is ON at 1,000,000 messages/s (claim batches of BATCH = 2000, one s
 reservation per RESERVE_MAX = 500 sends; scheduler/send.py), so it is included in the cost but
 is not the bottleneck; the real send rate is benched separately in bench/send_rate.py.
 `--profile` prints a pyinstrument profile of the due tick; `--repeat N` times the due tick N
-times, each on a fresh copy of the seeded database, and prints the median. The bench sets the
-interpreter as `checkin tick` and `checkin worker` do (configure_interpreter_for_sending).
+times, each on a fresh copy of the seeded database, and prints the median.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from bot.services.templates import seed_default_templates
 from bot.transport.simulated import SimulatedTransport
 from messages.defaults import checkin_variant_key
 from scheduler.plan import load_rules
-from scheduler.tick import configure_interpreter_for_sending, tick
+from scheduler.tick import tick
 
 TODAY = date(2026, 3, 3)
 ZONE = "America/New_York"
@@ -248,7 +247,6 @@ def main() -> None:
         "database (CREATE DATABASE ... TEMPLATE), and print the median",
     )
     args = parser.parse_args()
-    configure_interpreter_for_sending()  # as `checkin tick` and `checkin worker` do
     server = make_url(os.environ["BENCH_DATABASE_URL"])
     name = f"bench_sched_{uuid.uuid4().hex[:8]}"
     admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")

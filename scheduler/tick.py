@@ -85,19 +85,6 @@ def _run_sweep(sessions: sessionmaker[Session], now: datetime, config: Config) -
         return asdict(sweep(session, now, config))
 
 
-# The sending thread mostly waits (on the provider, on the database) while the read-ahead and
-# the outcome writer run Python. At CPython's default switch interval (5 ms), each answer the
-# sending thread gets can wait that long for the interpreter lock: measured on a
-# 20,000-text tick, a quarter of it went to such waits on the rate-slot reservations alone.
-SENDING_SWITCH_INTERVAL = 0.0005
-
-
-def configure_interpreter_for_sending() -> None:
-    """For the processes that send (`checkin tick`, `checkin worker`): let a thread whose I/O
-    has completed take the interpreter lock back sooner, for a little more switching."""
-    sys.setswitchinterval(SENDING_SWITCH_INTERVAL)
-
-
 def tick(
     sessions: sessionmaker[Session],
     transport: Transport,
@@ -163,7 +150,6 @@ def run_tick_command(config: Config, now_text: str | None) -> int:
             return 1
     else:
         now = datetime.now(UTC)
-    configure_interpreter_for_sending()
     engine = make_engine(config.database_url)
     try:
         summary = tick(make_session_factory(engine), make_transport(config), config, now)

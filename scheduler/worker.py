@@ -25,7 +25,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from bot.config import Config
 from bot.log import log_event
 
-from .tick import configure_interpreter_for_sending, default_worker_id, tick
+from .tick import default_worker_id, tick
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
     from bot.db import make_engine, make_session_factory
     from bot.transport.factory import make_transport
 
-    configure_interpreter_for_sending()
     engine = make_engine(config.database_url)
     sessions = make_session_factory(engine)
     transport = make_transport(config)

@@ -28,7 +28,7 @@ class SimulatedTransport:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # SIDs are this transport's random half and a counter: several processes (web app,
     # worker) never mint the same one, without a call to the OS's random source per message
-    # (uuid4 was an eighth of a 20,000-text tick).
+    # (uuid4 took 0.2 s of the sending thread in a 20,000-text tick, by pyinstrument).
     _sid_prefix: str = field(default_factory=lambda: secrets.token_hex(8))
     _sid_counter: itertools.count[int] = field(default_factory=itertools.count)
 
