@@ -945,11 +945,11 @@ def record_error(
 class RateLimiter:
     """A global send rate shared by every worker through one database row.
 
-    `reserve(n)` takes n consecutive slots under the row lock (PostgreSQL `FOR UPDATE`; SQLite's
-    BEGIN IMMEDIATE): it reads `next_at` and then the clock, takes `first = max(next_at, clock)`,
-    stores `first + n * interval` and commits. So slots never overlap, whatever the number of
-    workers, and there is no burst after idle time (a token bucket with capacity one);
-    `interval` is (1 + guard) / rate.
+    `reserve(n)` takes n consecutive slots under the row lock (PostgreSQL: one autocommitted
+    upsert; SQLite: BEGIN IMMEDIATE): `first = max(next_at, clock)`, `next_at` becomes
+    `first + n * interval`. So slots never overlap, whatever the number of workers, and there
+    is no burst after idle time (a token bucket with capacity one); `interval` is
+    (1 + guard) / rate.
 
     A worker sends on its slots through `next_slot` and `wait_for`: `wait_for` sleeps until
     the slot (re-reading the clock after every sleep, so nothing leaves early) and then says
