@@ -9,6 +9,8 @@ cached statement. SQLite keeps the ordinary executemany path (no arrays there, a
 The arrays go in psycopg's binary format (`array_param`): in the text format psycopg runs a
 regular expression over every element to decide its quoting, then escapes it, which was a
 quarter of a 20,000-message tick's Python time; the binary format just writes lengths and bytes.
+Arrays of whole numbers are the exception: their text form needs no quoting, and one str.join
+makes it faster than any dumper.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def array_param(
     (the statement casts it to its SQL array type: `CAST(:name AS INTEGER[])`)."""
     process = item_type.dialect_impl(dialect).bind_processor(dialect)
     items = BinaryArray(values if process is None else (process(v) for v in values))
+    if items and all(type(v) is int or v is None for v in items):  # ids, counts: not bool
+        # Whole numbers need no quoting or escaping, so their array's text form is built by
+        # one str.join; psycopg's binary dumper first scans the list for the widest integer
+        # type, then calls Python for every element.
+        literal = "{" + ",".join("NULL" if v is None else str(v) for v in items) + "}"
+        return bindparam(name, literal, type_=NullType())
     # NullType: no SQLAlchemy processing, which would copy the list into a plain one.
     return bindparam(name, items, type_=NullType())
 

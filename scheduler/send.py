@@ -70,7 +70,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from datetime import time as time_of_day
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, text, update
@@ -278,7 +278,28 @@ class Enqueued:
     pending: int = 0
 
 
-def _due_contacts(session: Session, now: datetime, limit: int) -> Sequence[Any]:
+class _DueContact(NamedTuple):
+    """A due planned contact and what its text needs of its person (one row of _due_contacts).
+    A tuple, not SQLAlchemy's Row: the enqueue loop reads some twenty fields of each of a
+    batch's 2,000 contacts, and a Row's attribute access costs ten times a tuple's."""
+
+    id: int
+    participant_id: int
+    kind: str
+    template_key: str
+    appointment_id: int | None
+    send_after: datetime
+    not_after: datetime
+    status: str
+    timezone: str
+    language: str
+    first_name: str
+    coach_id: int | None
+    channel: str
+    phone: str
+
+
+def _due_contacts(session: Session, now: datetime, limit: int) -> list[_DueContact]:
     c, p = PlannedContact, Participant
     query = (
         select(
@@ -308,7 +329,7 @@ def _due_contacts(session: Session, now: datetime, limit: int) -> Sequence[Any]:
     if is_postgresql(session):
         query = query.with_for_update(of=PlannedContact, skip_locked=True)
     # On the session's connection: plain rows, without the ORM's per-row loading.
-    return session.connection().execute(query).all()
+    return [_DueContact._make(row) for row in session.connection().execute(query).all()]
 
 
 def enqueue_due(

@@ -9,7 +9,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.bulk import insert_ignoring_conflicts
+from bot.bulk import in_ids, insert_ignoring_conflicts
 from bot.models import OutboundMessage
 
 
@@ -72,3 +72,43 @@ def test_columns_equal_in_every_row_and_columns_mixing_none_go_in_as_given(
         ("k5", None, "w1", now, True),
         ("k6", None, None, now, True),
     ]
+
+
+def test_whole_number_columns_mixing_none_and_booleans_go_in_as_given(
+    session: Session, now: datetime
+) -> None:
+    # Whole numbers travel as an array's text form (array_param), booleans never do: "True"
+    # is not a PostgreSQL boolean literal.
+    table = OutboundMessage.__table__
+    assert isinstance(table, Table)
+    rows = [
+        _row(now, "k7", "+13125550007") | {"segments": 2_147_483_647, "ignore_quiet_hours": True},
+        _row(now, "k8", "+13125550008") | {"segments": 0, "ignore_quiet_hours": False},
+        _row(now, "k9", "+13125550009") | {"segments": 7, "ignore_quiet_hours": True},
+    ]
+    assert insert_ignoring_conflicts(session, table, rows) == 3
+    stored = session.execute(
+        select(
+            OutboundMessage.idempotency_key,
+            OutboundMessage.segments,
+            OutboundMessage.ignore_quiet_hours,
+        ).order_by(OutboundMessage.idempotency_key)
+    ).all()
+    assert [tuple(r) for r in stored] == [
+        ("k7", 2_147_483_647, True),
+        ("k8", 0, False),
+        ("k9", 7, True),
+    ]
+
+
+def test_ids_with_none_select_only_the_given_rows(session: Session, now: datetime) -> None:
+    table = OutboundMessage.__table__
+    assert isinstance(table, Table)
+    rows = [_row(now, f"n{i}", f"+1312555010{i}") for i in range(3)]
+    insert_ignoring_conflicts(session, table, rows)
+    ids = sorted(session.scalars(select(OutboundMessage.id)))
+    wanted = [ids[0], None, ids[2]]
+    found = session.scalars(
+        select(OutboundMessage.id).where(in_ids(session, OutboundMessage.id, wanted))
+    ).all()
+    assert sorted(found) == [ids[0], ids[2]]
