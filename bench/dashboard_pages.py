@@ -18,10 +18,10 @@ import argparse
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from scratch import database_name, scratch_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -182,25 +182,16 @@ def main() -> None:
         upgrade_to_head(reused)
         run_requests(reused, args.participants, args.requests)
         return
-    name = f"checkin_bench_dashboard_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    print(
-        f"scratch database {name}: {args.participants:,} participants, {args.messages:,} messages"
-    )
-    try:
+    with scratch_database(args.server, "checkin_bench_dashboard", keep=args.keep) as url:
+        name = database_name(url)
+        print(
+            f"scratch database {name}: {args.participants:,} participants, {args.messages:,} messages"
+        )
         upgrade_to_head(url)
         load(url, args.participants, args.messages)
         run_requests(url, args.participants, args.requests)
-    finally:
         if args.keep:
             print(f"kept {name}")
-        else:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_requests(url: str, participants: int, count: int) -> None:

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
+from scratch import database_name, scratch_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
@@ -202,99 +203,95 @@ def main() -> None:
     args = parser.parse_args()
 
     server = make_url(args.server_url)
-    name = f"checkin_bench_{os.getpid()}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
     processes: list[subprocess.Popen[bytes]] = []
-    try:
-        upgrade_to_head(url)
-        engine = make_engine(url)
-        now = datetime.now(UTC)
-        with session_scope(make_session_factory(engine)) as session:
-            seed_defaults(session, now)
-            for i in range(500):
-                session.add(
-                    Participant(
-                        external_id=f"B-{i}", first_name="Sam", phone=f"+1202555{i:04d}",
-                        timezone="America/New_York", release_date=date(2026, 3, 1),
-                        enrolled_at=now, created_at=now, updated_at=now,
-                    )
-                )  # fmt: skip
-        engine.dispose()
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            SECRET_KEY="bench",
-            PUBLIC_BASE_URL=PUBLIC,
-            TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-            TWILIO_AUTH_TOKEN=TOKEN,
-            TWILIO_FROM_NUMBER="+15550100999",
-            LOG_LEVEL="WARNING",
-        )
-        app_port, bare_port, floor_port = args.port, args.port + 1, args.port + 2
-        processes.append(gunicorn("bot:create_app()", app_port, args.workers, env))
-        processes.append(gunicorn("bench.bare_app:app", bare_port, args.workers, env))
-        processes.append(gunicorn("bench.floor_app:app", floor_port, args.workers, env))
-        for port in (app_port, bare_port, floor_port):
-            wait_ready(port)
-            throughput(port, make_requests(200, 500), args.concurrency)
+    with scratch_database(args.server_url, "checkin_bench") as url:
+        name = database_name(url)
+        try:
+            upgrade_to_head(url)
+            engine = make_engine(url)
+            now = datetime.now(UTC)
+            with session_scope(make_session_factory(engine)) as session:
+                seed_defaults(session, now)
+                for i in range(500):
+                    session.add(
+                        Participant(
+                            external_id=f"B-{i}", first_name="Sam", phone=f"+1202555{i:04d}",
+                            timezone="America/New_York", release_date=date(2026, 3, 1),
+                            enrolled_at=now, created_at=now, updated_at=now,
+                        )
+                    )  # fmt: skip
+            engine.dispose()
+            env = dict(
+                os.environ,
+                DATABASE_URL=url,
+                SECRET_KEY="bench",
+                PUBLIC_BASE_URL=PUBLIC,
+                TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+                TWILIO_AUTH_TOKEN=TOKEN,
+                TWILIO_FROM_NUMBER="+15550100999",
+                LOG_LEVEL="WARNING",
+            )
+            app_port, bare_port, floor_port = args.port, args.port + 1, args.port + 2
+            processes.append(gunicorn("bot:create_app()", app_port, args.workers, env))
+            processes.append(gunicorn("bench.bare_app:app", bare_port, args.workers, env))
+            processes.append(gunicorn("bench.floor_app:app", floor_port, args.workers, env))
+            for port in (app_port, bare_port, floor_port):
+                wait_ready(port)
+                throughput(port, make_requests(200, 500), args.concurrency)
 
-        reqs = make_requests(args.requests, 500)
-        bare_pids = children(processes[1].pid)
-        bare_cpu = cpu_of(bare_pids)
-        bare_rps = throughput(bare_port, reqs, args.concurrency)
-        bare_cpu = (cpu_of(bare_pids) - bare_cpu) / len(reqs) * 1000
-        app_pids = children(processes[0].pid)
-        pg_pids = backend_pids(server.render_as_string(hide_password=False), name)
-        app_cpu, pg_cpu = cpu_of(app_pids), cpu_of(pg_pids)
-        app_rps = throughput(app_port, reqs, args.concurrency)
-        app_cpu = (cpu_of(app_pids) - app_cpu) / len(reqs) * 1000
-        pg_cpu = (cpu_of(pg_pids) - pg_cpu) / len(reqs) * 1000
-        floor_reqs = make_requests(args.requests, 500)
-        floor_pids = children(processes[2].pid)
-        floor_cpu, floor_pg_cpu = cpu_of(floor_pids), cpu_of(pg_pids)
-        floor_rps = throughput(floor_port, floor_reqs, args.concurrency)
-        floor_cpu = (cpu_of(floor_pids) - floor_cpu) / len(reqs) * 1000
-        floor_pg_cpu = (cpu_of(pg_pids) - floor_pg_cpu) / len(reqs) * 1000
-        fixed = make_requests(int(args.rate * args.seconds), 500)
-        p50, p99, achieved = fixed_rate(app_port, fixed, args.rate)
-        bare_p50, bare_p99, _ = fixed_rate(bare_port, fixed, args.rate)
+            reqs = make_requests(args.requests, 500)
+            bare_pids = children(processes[1].pid)
+            bare_cpu = cpu_of(bare_pids)
+            bare_rps = throughput(bare_port, reqs, args.concurrency)
+            bare_cpu = (cpu_of(bare_pids) - bare_cpu) / len(reqs) * 1000
+            app_pids = children(processes[0].pid)
+            pg_pids = backend_pids(server.render_as_string(hide_password=False), name)
+            app_cpu, pg_cpu = cpu_of(app_pids), cpu_of(pg_pids)
+            app_rps = throughput(app_port, reqs, args.concurrency)
+            app_cpu = (cpu_of(app_pids) - app_cpu) / len(reqs) * 1000
+            pg_cpu = (cpu_of(pg_pids) - pg_cpu) / len(reqs) * 1000
+            floor_reqs = make_requests(args.requests, 500)
+            floor_pids = children(processes[2].pid)
+            floor_cpu, floor_pg_cpu = cpu_of(floor_pids), cpu_of(pg_pids)
+            floor_rps = throughput(floor_port, floor_reqs, args.concurrency)
+            floor_cpu = (cpu_of(floor_pids) - floor_cpu) / len(reqs) * 1000
+            floor_pg_cpu = (cpu_of(pg_pids) - floor_pg_cpu) / len(reqs) * 1000
+            fixed = make_requests(int(args.rate * args.seconds), 500)
+            p50, p99, achieved = fixed_rate(app_port, fixed, args.rate)
+            bare_p50, bare_p99, _ = fixed_rate(bare_port, fixed, args.rate)
 
-        print(
-            f"gunicorn -w {args.workers} (sync), PostgreSQL, client on the same {os.cpu_count()}-CPU machine"
-        )
-        print(f"throughput, {args.requests} requests at concurrency {args.concurrency}:")
-        print(f"  bare Flask endpoint   {bare_rps:8.1f} req/s")
-        print(f"  signed /twilio/inbound {app_rps:7.1f} msg/s  ({app_rps / bare_rps:.0%} of bare)")
-        print(
-            f"  store-only floor       {floor_rps:7.1f} msg/s  ({floor_rps / bare_rps:.0%} of bare;"
-            " bench/floor_app.py)"
-        )
-        print("server CPU per request (from /proc, independent of other load):")
-        print(f"  bare Flask endpoint    {bare_cpu:5.2f} ms (gunicorn workers)")
-        print(
-            f"  signed /twilio/inbound {app_cpu + pg_cpu:5.2f} ms "
-            f"({app_cpu:.2f} ms gunicorn workers + {pg_cpu:.2f} ms PostgreSQL backends)"
-        )
-        print(
-            f"  store-only floor       {floor_cpu + floor_pg_cpu:5.2f} ms "
-            f"({floor_cpu:.2f} ms gunicorn workers + {floor_pg_cpu:.2f} ms PostgreSQL backends)"
-        )
-        print(
-            f"latency at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s (achieved {achieved:.1f}/s):"
-        )
-        print(f"  /twilio/inbound  p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
-        print(f"  bare endpoint    p50 {bare_p50:6.1f} ms   p99 {bare_p99:6.1f} ms")
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=30)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            print(
+                f"gunicorn -w {args.workers} (sync), PostgreSQL, client on the same {os.cpu_count()}-CPU machine"
+            )
+            print(f"throughput, {args.requests} requests at concurrency {args.concurrency}:")
+            print(f"  bare Flask endpoint   {bare_rps:8.1f} req/s")
+            print(
+                f"  signed /twilio/inbound {app_rps:7.1f} msg/s  ({app_rps / bare_rps:.0%} of bare)"
+            )
+            print(
+                f"  store-only floor       {floor_rps:7.1f} msg/s  ({floor_rps / bare_rps:.0%} of bare;"
+                " bench/floor_app.py)"
+            )
+            print("server CPU per request (from /proc, independent of other load):")
+            print(f"  bare Flask endpoint    {bare_cpu:5.2f} ms (gunicorn workers)")
+            print(
+                f"  signed /twilio/inbound {app_cpu + pg_cpu:5.2f} ms "
+                f"({app_cpu:.2f} ms gunicorn workers + {pg_cpu:.2f} ms PostgreSQL backends)"
+            )
+            print(
+                f"  store-only floor       {floor_cpu + floor_pg_cpu:5.2f} ms "
+                f"({floor_cpu:.2f} ms gunicorn workers + {floor_pg_cpu:.2f} ms PostgreSQL backends)"
+            )
+            print(
+                f"latency at a fixed {args.rate:.0f} req/s for {args.seconds:.0f} s (achieved {achieved:.1f}/s):"
+            )
+            print(f"  /twilio/inbound  p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+            print(f"  bare endpoint    p50 {bare_p50:6.1f} ms   p99 {bare_p99:6.1f} ms")
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from scratch import scratch_database
 
 from bot.db import make_engine, make_session_factory, upgrade_to_head
 from scheduler.send import RateLimiter
@@ -30,13 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reservations", type=int, default=2000)
     args = parser.parse_args()
-    server = make_url(os.environ["BENCH_DATABASE_URL"])
-    name = f"bench_rate_slot_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(os.environ["BENCH_DATABASE_URL"], "bench_rate_slot") as url:
         upgrade_to_head(url)
         engine = make_engine(url)
         limiter = RateLimiter(make_session_factory(engine), 1_000_000.0)
@@ -49,15 +41,11 @@ def main() -> None:
             took.append((time.perf_counter() - started) * 1000)
         getattr(limiter, "close", lambda: None)()  # older versions have no close()
         engine.dispose()
-        took.sort()
-        print(
-            f"{args.reservations} reservations, one after another: median "
-            f"{statistics.median(took):.3f} ms, p90 {took[int(len(took) * 0.9)]:.3f} ms"
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    took.sort()
+    print(
+        f"{args.reservations} reservations, one after another: median "
+        f"{statistics.median(took):.3f} ms, p90 {took[int(len(took) * 0.9)]:.3f} ms"
+    )
 
 
 if __name__ == "__main__":

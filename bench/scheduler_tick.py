@@ -35,13 +35,12 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scratch import database_name, scratch_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
@@ -247,14 +246,8 @@ def main() -> None:
         "database (CREATE DATABASE ... TEMPLATE), and print the median",
     )
     args = parser.parse_args()
-    server = make_url(os.environ["BENCH_DATABASE_URL"])
-    name = f"bench_sched_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    copies: list[str] = []
-    try:
+    server_url = os.environ["BENCH_DATABASE_URL"]
+    with scratch_database(server_url, "bench_sched") as url:
         upgrade_to_head(url)
         started = time.perf_counter()
         (seed_day if args.shape == "day" else seed_idle)(url, args.population)
@@ -263,18 +256,16 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s"
         )
         if args.shape == "day" and args.repeat > 1:
-            with admin.connect() as conn:
+            engine = make_engine(url)
+            with engine.connect() as conn:
                 conn.execute(text("CHECKPOINT"))  # the copies start from the seeded files
+            engine.dispose()  # a template must have no connections
             times = []
-            for run in range(args.repeat):
-                copy = f"{name}_{run}"
-                copies.append(copy)
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"'))
-                copy_url = server.set(database=copy).render_as_string(hide_password=False)
-                times.append(time_due_tick(copy_url, args.population, args.profile))
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE "{copy}" WITH (FORCE)'))
+            for _ in range(args.repeat):
+                with scratch_database(
+                    server_url, "bench_sched_copy", template=database_name(url)
+                ) as copy:
+                    times.append(time_due_tick(copy, args.population, args.profile))
             print(
                 f"due tick over {args.repeat} fresh copies: median {statistics.median(times):.2f} s"
                 f" (runs {', '.join(f'{t:.2f}' for t in times)})"
@@ -282,11 +273,6 @@ def main() -> None:
         time_idle_ticks(url, args.population)
         if args.shape == "day" and args.repeat <= 1:
             time_due_tick(url, args.population, args.profile)
-    finally:
-        with admin.connect() as conn:
-            for database in [*copies, name]:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

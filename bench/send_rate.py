@@ -26,12 +26,11 @@ import bisect
 import os
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scratch import scratch_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from scheduler.plan import load_rules
@@ -102,64 +101,51 @@ def fixed_bins(stamps: list[float], width: float = 1.0) -> list[int]:
 
 
 def run(server_url: str, port: int, rate: float, seconds: float) -> None:
-    server = make_url(server_url)
-    name = f"bench_rate_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
     count = int(rate * seconds)
-    try:
-        with FakeTwilio(port) as fake:
-            upgrade_to_head(url)
-            seed(url, count)
-            env = {
-                k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))
-            }
-            env.update(
-                DATABASE_URL=url,
-                TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-                TWILIO_AUTH_TOKEN="token",
-                TWILIO_FROM_NUMBER="+15550100000",
-                TWILIO_API_BASE=f"http://127.0.0.1:{port}",
-                PUBLIC_BASE_URL="https://checkin.example.org",
-                SEND_RATE_PER_SECOND=str(rate),
-                PROGRAM_TIMEZONE="America/New_York",
-                LOG_LEVEL="WARNING",
+    with scratch_database(server_url, "bench_rate") as url, FakeTwilio(port) as fake:
+        upgrade_to_head(url)
+        seed(url, count)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
+        env.update(
+            DATABASE_URL=url,
+            TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+            TWILIO_AUTH_TOKEN="token",
+            TWILIO_FROM_NUMBER="+15550100000",
+            TWILIO_API_BASE=f"http://127.0.0.1:{port}",
+            PUBLIC_BASE_URL="https://checkin.example.org",
+            SEND_RATE_PER_SECOND=str(rate),
+            PROGRAM_TIMEZONE="America/New_York",
+            LOG_LEVEL="WARNING",
+        )
+        procs = [
+            subprocess.Popen(
+                [CHECKIN, "tick", "--now", NOW.isoformat()],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
-            procs = [
-                subprocess.Popen(
-                    [CHECKIN, "tick", "--now", NOW.isoformat()],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(2)
-            ]
-            outputs = [p.communicate(timeout=seconds * 4 + 60) for p in procs]
-            for p, (_out, err) in zip(procs, outputs, strict=True):
-                if p.returncode != 0:
-                    raise SystemExit(f"tick failed ({p.returncode}): {err[-2000:]}")
-            strangers = [f"{a.user_agent} {a.path}" for a in fake.arrivals if not a.from_sdk]
-            if strangers:
-                raise SystemExit(f"requests not made by the Twilio SDK: {strangers[:3]}")
-            stamps = sorted(a.at for a in fake.arrivals)
-            recipients = set(fake.to_addresses())
-            mean = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-            worst, least, bins = max_in_window(stamps), min_in_window(stamps), fixed_bins(stamps)
-            print(
-                f"rate {rate:g}/s configured, 2 `checkin tick` processes, TwilioTransport (SDK) -> "
-                f"local fake: {len(stamps)} requests ({len(recipients)} distinct recipients, "
-                f"{count} queued) in {stamps[-1] - stamps[0]:.2f} s; mean {mean:.2f}/s "
-                f"({(mean / rate - 1) * 100:+.1f} %); sliding 1 s windows: min {least}, "
-                f"max {worst} ({'never above' if worst <= rate else 'ABOVE'} {rate:g}); "
-                f"fixed 1 s bins: min {min(bins)}, max {max(bins)}"
-            )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=seconds * 4 + 60) for p in procs]
+        for p, (_out, err) in zip(procs, outputs, strict=True):
+            if p.returncode != 0:
+                raise SystemExit(f"tick failed ({p.returncode}): {err[-2000:]}")
+        strangers = [f"{a.user_agent} {a.path}" for a in fake.arrivals if not a.from_sdk]
+        if strangers:
+            raise SystemExit(f"requests not made by the Twilio SDK: {strangers[:3]}")
+        stamps = sorted(a.at for a in fake.arrivals)
+        recipients = set(fake.to_addresses())
+        mean = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        worst, least, bins = max_in_window(stamps), min_in_window(stamps), fixed_bins(stamps)
+        print(
+            f"rate {rate:g}/s configured, 2 `checkin tick` processes, TwilioTransport (SDK) -> "
+            f"local fake: {len(stamps)} requests ({len(recipients)} distinct recipients, "
+            f"{count} queued) in {stamps[-1] - stamps[0]:.2f} s; mean {mean:.2f}/s "
+            f"({(mean / rate - 1) * 100:+.1f} %); sliding 1 s windows: min {least}, "
+            f"max {worst} ({'never above' if worst <= rate else 'ABOVE'} {rate:g}); "
+            f"fixed 1 s bins: min {min(bins)}, max {max(bins)}"
+        )
 
 
 def main() -> None:

@@ -21,13 +21,12 @@ import argparse
 import io
 import statistics
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from scratch import database_name, scratch_database
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.db import make_engine, make_session_factory, upgrade_to_head
@@ -277,16 +276,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    server = make_url(args.server)
-    name = f"checkin_bench_sweep_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(
-        server.set(database="postgres").render_as_string(hide_password=False),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(args.server, "checkin_bench_sweep") as url:
+        name = database_name(url)
         started = time.perf_counter()
         upgrade_to_head(url)
         sizes = load(url, args.participants, args.due)
@@ -321,11 +312,7 @@ def main() -> None:
             f"min {min(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms "
             f"(target < 1000 ms)"
         )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-        print(f"dropped {name}")
+    print(f"dropped {name}")
 
 
 if __name__ == "__main__":
