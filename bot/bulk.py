@@ -42,7 +42,9 @@ def array_param(
     (the statement casts it to its SQL array type: `CAST(:name AS INTEGER[])`)."""
     process = item_type.dialect_impl(dialect).bind_processor(dialect)
     items = BinaryArray(values if process is None else (process(v) for v in values))
-    if items and all(type(v) is int or v is None for v in items):  # ids, counts: not bool
+    # Exactly int: a bool (an int subclass) or an IntEnum keeps the binary form, whose
+    # dumpers know them.
+    if items and all(type(v) is int or v is None for v in items):
         # Whole numbers need no quoting or escaping, so their array's text form is built by
         # one str.join; psycopg's binary dumper first scans the list for the widest integer
         # type, then calls Python for every element.

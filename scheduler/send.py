@@ -63,6 +63,7 @@ configured messages per second, across any number of workers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -75,6 +76,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.bulk import array_param, in_ids, insert_returning_ignoring_conflicts
@@ -1030,7 +1032,10 @@ class RateLimiter:
 
     def reserve(self, count: int = 1) -> float:
         """Reserve `count` slots; returns the first (epoch seconds); slot i is first + i*interval."""
-        span = timedelta(seconds=count * self.interval)
+        # Whole microseconds (the column's precision), rounded up: rounded to nearest, the gap
+        # between this reservation's last slot and the next reservation's first could be
+        # half a microsecond under `interval`.
+        span = timedelta(microseconds=math.ceil(count * self.interval * 1_000_000))
         if self.engine.dialect.name == "postgresql":
             return self._reserve_in_one_statement(span)
         return self._reserve_under_lock(span)
@@ -1056,19 +1061,38 @@ class RateLimiter:
             )
             .returning(table.c.next_at)
         )
-        if self._connection is None:
-            # Held, not checked out per reservation: a checkout pings the server first, a
-            # second round trip each time.
-            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            next_at: datetime = self._connection.execute(statement).scalar_one()
-        except Exception:
-            self.close()  # a broken connection is not used again; the next reservation opens one
-            raise
-        return (next_at - span).timestamp()
+        for attempt in (1, 2):
+            if self._connection is None:
+                # Held, not checked out per reservation: a checkout pings the server first,
+                # a second round trip each time.
+                self._connection = self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            try:
+                next_at: datetime = self._connection.execute(statement).scalar_one()
+            except DBAPIError as exc:
+                self.close()  # a broken connection is not used again
+                # Lost (an idle timeout, a server restart) where the checkout's ping would
+                # have noticed: once more on a new connection. Safe even if the lost upsert
+                # committed: its slots are only lost, never handed out twice.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            except Exception:
+                self.close()
+                raise
+            else:
+                return (next_at - span).timestamp()
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def __enter__(self) -> RateLimiter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        """Give back the connection reservations were made on (PostgreSQL)."""
+        """Give back the connection reservations were made on (PostgreSQL). A later
+        reservation opens a new one."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
             connection.close()

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -105,7 +106,7 @@ def tick(
         summary.stopped = True
         return summary
     limiter = RateLimiter(sessions, config.send_rate_per_second) if rate_limited else None
-    try:
+    with limiter or nullcontext():
         summary.send = send_due(
             sessions,
             transport,
@@ -116,9 +117,6 @@ def tick(
             should_stop=should_stop,
             max_messages=max_messages,
         )
-    finally:
-        if limiter is not None:
-            limiter.close()
     if should_stop():
         summary.stopped = True
         return summary

@@ -74,11 +74,8 @@ def test_columns_equal_in_every_row_and_columns_mixing_none_go_in_as_given(
     ]
 
 
-def test_whole_number_columns_mixing_none_and_booleans_go_in_as_given(
-    session: Session, now: datetime
-) -> None:
-    # Whole numbers travel as an array's text form (array_param), booleans never do: "True"
-    # is not a PostgreSQL boolean literal.
+def test_whole_number_and_boolean_columns_go_in_as_given(session: Session, now: datetime) -> None:
+    # On PostgreSQL whole numbers travel in an array's text form, booleans in the binary one.
     table = OutboundMessage.__table__
     assert isinstance(table, Table)
     rows = [

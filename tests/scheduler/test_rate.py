@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
@@ -207,24 +206,40 @@ def test_concurrent_workers_release_at_most_k_sends_per_k_slots(
 
 
 @pytest.mark.postgres_only
-def test_a_reservation_on_a_lost_connection_fails_and_the_next_one_reconnects(
+def test_a_reservation_on_a_lost_connection_reconnects_once_and_takes_the_next_slot(
     sessions: sessionmaker[Session],
 ) -> None:
-    # The limiter holds one connection for its reservations; a server restart or an idle
-    # timeout takes it away between two of them.
-    limiter = RateLimiter(sessions, 1000.0)
-    first = limiter.reserve(5)
-    assert limiter._connection is not None
-    backend = limiter._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with sessions() as session:
-        session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-    with pytest.raises(DBAPIError):
-        limiter.reserve(1)
-    assert limiter._connection is None  # dropped, not reused
-    again = limiter.reserve(1)
-    # Still after the five slots taken before: the lost statement took nothing.
-    assert again >= first + 5 * limiter.interval - 1e-6
-    limiter.close()
+    # The limiter holds one connection for its reservations; an idle timeout or a server
+    # restart takes it away between two of them, where a pooled checkout's ping would have
+    # noticed.
+    clock = SimulatedClock(NOW.timestamp())
+    with RateLimiter(sessions, 1000.0, clock=clock, sleep=clock.sleep) as limiter:
+        first = limiter.reserve(5)
+        assert limiter._connection is not None
+        backend = limiter._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with sessions() as session:
+            session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        again = limiter.reserve(1)
+        assert limiter._connection is not None
+        assert limiter._connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
+    # The clock stood still, so the next slot is exactly the one after the first five: the
+    # statement on the lost connection took none, the retry took one.
+    assert again == pytest.approx(first + 5 * limiter.interval, abs=1e-6)
+    assert limiter._connection is None  # given back when the block ended
+
+
+def test_consecutive_reservations_are_never_closer_than_the_interval(
+    sessions: sessionmaker[Session],
+) -> None:
+    # The database keeps whole microseconds. At 7/s the interval is 145,714.29 us: rounded to
+    # nearest, the next reservation would start 0.29 us early, inside the last slot's interval.
+    clock = SimulatedClock(NOW.timestamp())
+    with RateLimiter(sessions, 7.0, clock=clock, sleep=clock.sleep) as limiter:
+        first = limiter.reserve(1)
+        second = limiter.reserve(1)
+    gap_us = round(second * 1_000_000) - round(first * 1_000_000)
+    assert gap_us >= limiter.interval * 1_000_000
+    assert gap_us == 145_715
 
 
 def test_a_tolerance_beyond_the_guard_is_refused(sessions: sessionmaker[Session]) -> None:

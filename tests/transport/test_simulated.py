@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -32,6 +33,28 @@ def test_two_transports_never_mint_the_same_sid() -> None:
     first, second = SimulatedTransport(), SimulatedTransport()
     sids = [t.send(_request()).provider_sid for t in (first, second) for _ in range(50)]
     assert len(set(sids)) == 100
+
+
+def test_a_forked_process_never_mints_the_parents_sids() -> None:
+    # gunicorn --preload forks workers after the app (and its transport) exist.
+    transport = SimulatedTransport()
+    transport.send(_request())  # the parent has minted before the fork
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits
+        try:
+            os.write(
+                write, " ".join(transport.send(_request()).provider_sid for _ in range(3)).encode()
+            )
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        in_child = pipe.read().split()
+    os.waitpid(child, 0)
+    in_parent = [transport.send(_request()).provider_sid for _ in range(3)]
+    assert len(in_child) == 3
+    assert not set(in_child) & set(in_parent)
 
 
 def test_records_what_was_sent_and_fails_like_a_carrier() -> None:
