@@ -1070,16 +1070,14 @@ class RateLimiter:
                 )
             try:
                 next_at: datetime = self._connection.execute(statement).scalar_one()
-            except DBAPIError as exc:
+            except Exception as exc:
                 self.close()  # a broken connection is not used again
                 # Lost (an idle timeout, a server restart) where the checkout's ping would
                 # have noticed: once more on a new connection. Safe even if the lost upsert
                 # committed: its slots are only lost, never handed out twice.
-                if attempt == 2 or not exc.connection_invalidated:
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if attempt == 2 or not lost:
                     raise
-            except Exception:
-                self.close()
-                raise
             else:
                 return (next_at - span).timestamp()
         raise AssertionError("unreachable: the second attempt returns or raises")
