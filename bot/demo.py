@@ -37,8 +37,10 @@ from bot.models import (
     PlannedContact,
     User,
 )
+from bot.services import contacts as planned_contacts
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
 from bot.services.importer import import_appointments, import_participants
+from bot.services.outbox import status as outbox_status
 from bot.services.seed import seed_defaults
 from bot.services.settings import DEFAULT_SETTINGS
 from bot.services.users import create_user
@@ -182,7 +184,8 @@ class _History:
         self, participant: Participant, purpose: str, body: str, at: datetime, status: str
     ) -> OutboundMessage:
         error = 30003 if status == "undelivered" else None
-        message = OutboundMessage(
+        return outbox_status.record_past(
+            self.session,
             idempotency_key=f"demo:{participant.id}:{purpose}:{at.isoformat()}",
             participant_id=participant.id,
             purpose=purpose,
@@ -200,8 +203,6 @@ class _History:
             sent_at=at,
             status_updated_at=at + timedelta(seconds=5),
         )
-        self.session.add(message)
-        return message
 
     def inbound(
         self, participant: Participant, body: str, at: datetime, intent: str = "none"
@@ -317,9 +318,8 @@ def _plan_around_history(session: Session, now: datetime) -> None:
         contact = contacts.get((message.participant_id, message.purpose, message.send_after))
         if contact is None:
             continue
-        contact.state = "sent"
-        contact.state_reason = None
-        contact.decided_at = message.sent_at
+        assert message.sent_at is not None
+        planned_contacts.mark_sent(session, [contact.id], message.sent_at, was="planned")
         message.planned_contact_id = contact.id
     session.flush()
 

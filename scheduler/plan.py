@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.models import Appointment, Participant, PlannedContact
+from bot.services import contacts as planned_contacts
 from bot.services.settings import get_setting
 from bot.timeutil import in_quiet_hours, local_datetime, next_quiet_end, parse_hhmm
 from messages.defaults import checkin_variant_key, reminder_key
@@ -312,17 +313,8 @@ def _insert_slots(
 
 
 def _cancel(session: Session, ids: Iterable[int], reason: str, now: datetime) -> int:
-    id_list = list(ids)
-    if not id_list:
-        return 0
     # Conditional: a contact the sender queued a moment ago is not cancelled from under it.
-    result = session.execute(
-        update(PlannedContact)
-        .where(PlannedContact.id.in_(id_list), PlannedContact.state == "planned")
-        .values(state="cancelled", state_reason=reason, decided_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return planned_contacts.cancel_planned(session, ids, reason, now)
 
 
 def _reconcile(

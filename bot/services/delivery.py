@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import session_scope
@@ -21,6 +21,7 @@ from bot.log import log_event, mask_phone
 from bot.models import EarlyStatusCallback, OutboundMessage, Participant
 from bot.services.flags import raise_flag
 from bot.services.inbound import opt_out
+from bot.services.outbox import status as outbox_status
 from bot.services.settings import get_setting
 
 log = logging.getLogger(__name__)
@@ -112,28 +113,19 @@ def apply_status(
         return StatusOutcome(known=True, moved=False, status=message.status)
     code = _parse_code(error_code)
     behind = [status for status, rank in RANK.items() if rank < RANK[new_status]]
-    values: dict[str, object] = {"status": new_status, "status_updated_at": now}
-    if code is not None:
-        values["error_code"] = code
-        if error_message:
-            values["error_message"] = error_message[:255]
-    result = session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == message.id, OutboundMessage.status.in_(behind))
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    moved = outbox_status.advance(
+        session,
+        message.id,
+        new_status,
+        behind=behind,
+        now=now,
+        error_code=code,
+        error_message=error_message,
     )
-    moved = bool(getattr(result, "rowcount", 0))
     code_is_new = moved and code is not None
     if not moved and code is not None and message.error_code is None:
         # A late callback that carries the error code still tells us why it failed.
-        late = session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.id == message.id, OutboundMessage.error_code.is_(None))
-            .values(error_code=code)
-            .execution_options(synchronize_session=False)
-        )
-        code_is_new = bool(getattr(late, "rowcount", 0))
+        code_is_new = outbox_status.note_error_code(session, message.id, code)
     session.refresh(message)
     log_event(
         log,

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.log import mask_phone
-from bot.models import Flag, FlagEvent, OutboundMessage, Participant, User
+from bot.models import Flag, FlagEvent, Participant, User
 from bot.models.flags import SEVERITY_RANK
+from bot.services.outbox import status as outbox_status
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
 SEVERITY_ORDER = case(
@@ -197,17 +198,7 @@ def acknowledge_flag(session: Session, flag: Flag, *, user_id: int, now: datetim
 def cancel_pending_pages(session: Session, flag: Flag) -> int:
     """Withdraw pages for this flag that have not gone out yet (a high page held for the
     morning): once someone has the flag, nobody else should be woken for it."""
-    result = session.execute(
-        update(OutboundMessage)
-        .where(
-            OutboundMessage.purpose == "page",
-            OutboundMessage.status == "pending",
-            OutboundMessage.idempotency_key.like(f"page:{flag.id}:%"),
-        )
-        .values(status="cancelled")
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return outbox_status.cancel_pending_pages(session, flag.id)
 
 
 def resolve_flag(

@@ -43,8 +43,10 @@ from bot.models import (
 )
 from bot.phones import PhoneError, normalize_phone, split_channel_address
 from bot.services import audit, expectations
+from bot.services import contacts as planned_contacts
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
+from bot.services.outbox import status as outbox_status
 from bot.services.paging import start_ladder
 from bot.services.templates import participant_context, render_message
 from messages.crisis import detect_crisis
@@ -279,37 +281,13 @@ def opt_out(
     )
     # Rows a scheduler tick holds locked right now are skipped, not waited for: this
     # transaction must commit the opt-out at once, because the sender's last look before each
-    # request (scheduler/send.py, _may_leave) reads the person's status, and a STOP waiting on
+    # request (scheduler/send.py) reads the person's status, and a STOP waiting on
     # the tick's locks would commit only after that look. What is skipped here is cancelled by
     # the claim or the last look, which both read the status again.
-    unlocked_contacts = (
-        select(PlannedContact.id)
-        .where(
-            PlannedContact.participant_id == participant.id,
-            PlannedContact.state.in_(("planned", "queued")),
-        )
-        .with_for_update(skip_locked=True)
+    cancelled_contacts = planned_contacts.cancel_for_participant(
+        session, participant.id, "opted_out", now
     )
-    contacts = session.execute(
-        update(PlannedContact)
-        .where(PlannedContact.id.in_(unlocked_contacts.scalar_subquery()))
-        .values(state="cancelled", state_reason="opted_out", decided_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    unlocked_outbox = (
-        select(OutboundMessage.id)
-        .where(
-            OutboundMessage.participant_id == participant.id,
-            OutboundMessage.status == "pending",
-        )
-        .with_for_update(skip_locked=True)
-    )
-    outbox = session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id.in_(unlocked_outbox.scalar_subquery()))
-        .values(status="cancelled", error_message="opted out", status_updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    cancelled_outbox = outbox_status.cancel_pending_for_participant(session, participant.id, now)
     expectations = session.execute(
         update(Expectation)
         .where(Expectation.participant_id == participant.id, Expectation.state == "pending")
@@ -333,8 +311,8 @@ def opt_out(
         detail={
             "method": method,
             "previous_status": previous,
-            "contacts_cancelled": _rowcount(contacts),
-            "outbox_cancelled": _rowcount(outbox),
+            "contacts_cancelled": cancelled_contacts,
+            "outbox_cancelled": cancelled_outbox,
             "expectations_cancelled": _rowcount(expectations),
         },
     )

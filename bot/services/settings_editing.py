@@ -17,13 +17,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.models import Participant, PlannedContact
+from bot.services import contacts as planned_contacts
 from bot.services.audit import record
 from bot.services.settings import all_settings, set_setting
 from bot.timeutil import parse_hhmm
@@ -236,13 +237,7 @@ def save_settings(
         session.flush()
         return SettingsSaved(changed, 0, 0, 0, replanned=False)
     before = _future_planned(session, now)
-    result = session.execute(
-        update(PlannedContact)
-        .where(PlannedContact.state == "planned", PlannedContact.send_after > now)
-        .values(state="cancelled", state_reason="settings changed", decided_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    cancelled = cast("CursorResult[Any]", result).rowcount
+    cancelled = planned_contacts.cancel_future(session, now, "settings changed")
     session.execute(
         update(Participant)
         .where(Participant.status == "active")

@@ -1,17 +1,19 @@
-"""The outbox: every outbound text is a row here, with a unique idempotency key, before any
-network call. Senders claim rows (scheduler/send.py); everyone else only enqueues."""
+"""Adding to the outbox: one message at a time (`enqueue`: replies, pages, staff texts) or a
+batch of due planned contacts at once (`insert_batch`, scheduler/enqueue.py), each exactly once
+per idempotency key."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.bulk import insert_returning_ignoring_conflicts
 from bot.db import is_postgresql
 from bot.models import OutboundMessage
 from messages.segments import count_segments
@@ -84,3 +86,18 @@ def enqueue(
         select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key)
     ).one()
     return Enqueued(existing, created=False)
+
+
+def insert_batch(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """Insert outbox rows for planned contacts, each `pending`, or `sending` when the caller
+    claims it in the same transaction (`claimed_by`, `claimed_at`, `attempts` 1), in one
+    statement. The key makes a second tick's insert of the same contact a no-op (no target:
+    the unique planned_contact_id says the same thing). Returns (id, planned_contact_id,
+    status) of the rows really inserted: only those are the caller's to send."""
+    inserted = insert_returning_ignoring_conflicts(
+        session,
+        cast(Table, OutboundMessage.__table__),
+        rows,
+        ("id", "planned_contact_id", "status"),
+    )
+    return cast(list[tuple[int, int, str]], inserted)

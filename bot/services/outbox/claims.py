@@ -1,0 +1,329 @@
+"""Claims: a sender takes due `pending` rows (`sending`), gives back what it never handed to
+the transport, and rows a dead sender left `sending` become `unknown`.
+
+`claim_batch` reads due pending rows (retries, replies, pages, a person's second text;
+PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: the transaction holds the write lock from BEGIN
+IMMEDIATE) and judges each with bot.services.sendability.decide at the claim's `now`: the
+recipient is not opted out (never texted), paused or closed (only crisis replies go), the
+message is not in the recipient's quiet hours (unless `ignore_quiet_hours`; then it is
+deferred to the morning), its `not_after` has not passed (then it is cancelled and its planned
+contact `skipped`). The rows that pass are claimed with one conditional UPDATE (`status =
+'pending'` in the WHERE, RETURNING the ids actually claimed), committed by the caller *before*
+any network call. A batch holds at most one message per recipient, so a person's second text
+is judged after the first one's outcome (a 21610 on the first opts them out).
+
+Twilio has no idempotency key on message create, so a row left in `sending` (the process died
+between the claim and the outcome's commit) cannot be known to be unsent: `recover_stale`
+never resends it; once its claim is older than the lease (far longer than the 10 s HTTP
+timeout) it is marked `unknown` and flagged `delivery_unknown` (high). A stop that is not a
+crash gives the rows it never handed to the transport back with `release`: those are known
+to be unsent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.bulk import in_ids
+from bot.db import is_postgresql
+from bot.log import log_event, mask_phone
+from bot.models import OutboundMessage, Participant, PlannedContact, User
+from bot.services import contacts, sendability
+from bot.services.flags import raise_flag
+from bot.transport.base import SendRequest
+
+log = logging.getLogger(__name__)
+
+# A claim older than this with no outcome belongs to a dead worker (the HTTP timeout is 10 s).
+LEASE = timedelta(minutes=5)
+# A claim reads this many candidates per message it may claim, to fill the batch while
+# keeping one message per recipient.
+CANDIDATE_FACTOR = 2
+
+
+@dataclass
+class SendCounts:
+    queued: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    # "Reply by" expectations made as check-ins were recorded as sent (PostgreSQL; the
+    # sweep's `created` counts only what this missed).
+    expectations: int = 0
+
+    def add(self, other: SendCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def count(self, verdict: sendability.Verdict) -> None:
+        """Count a verdict that settles a message without a send."""
+        if verdict.action == "cancelled":
+            self.cancelled += 1
+        elif verdict.action == "skipped":
+            self.skipped += 1
+        elif verdict.action == "deferred":
+            self.deferred += 1
+
+
+@dataclass(frozen=True)
+class Claim:
+    message_id: int
+    request: SendRequest
+    attempts: int
+    planned_contact_id: int | None = None
+    # What the last look before the request needs (see scheduler/send.py), known at claim time.
+    participant_id: int | None = None
+    purpose: str = ""
+    zone: ZoneInfo | None = None  # the recipient's; None: the program's
+    not_after: datetime | None = None
+    ignore_quiet_hours: bool = False
+
+
+def status_callback_url(public_base_url: str) -> str:
+    return f"{public_base_url}/twilio/status"
+
+
+def claim_batch(
+    session: Session,
+    now: datetime,
+    worker_id: str,
+    *,
+    program_zone: ZoneInfo,
+    status_callback: str,
+    counts: SendCounts,
+    limit: int,
+    claimed_at: datetime | None = None,
+) -> tuple[list[Claim], int]:
+    """Claim up to `limit` due rows, at most one per recipient. Returns the claims and how many
+    due rows were looked at (claimed or settled without a send); 0 means nothing is due."""
+    m = OutboundMessage
+    query = (
+        select(
+            m.id,
+            m.participant_id,
+            m.user_id,
+            m.planned_contact_id,
+            m.purpose,
+            m.channel,
+            m.to_address,
+            m.body,
+            m.idempotency_key,
+            m.attempts,
+            m.not_after,
+            m.ignore_quiet_hours,
+        )
+        .where(m.status == "pending", m.send_after <= now)
+        .order_by(m.send_after, m.id)
+        .limit(limit * CANDIDATE_FACTOR)
+    )
+    if is_postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    rows = session.execute(query).all()
+    if not rows:
+        return [], 0
+    participant_ids = {r.participant_id for r in rows if r.participant_id is not None}
+    people = {
+        pid: (status, timezone)
+        for pid, status, timezone in session.execute(
+            select(Participant.id, Participant.status, Participant.timezone).where(
+                in_ids(session, Participant.id, participant_ids)
+            )
+        )
+    }
+    contact_ids = {r.planned_contact_id for r in rows if r.planned_contact_id is not None}
+    contact_states = {
+        cid: state
+        for cid, state in session.execute(
+            select(PlannedContact.id, PlannedContact.state).where(
+                in_ids(session, PlannedContact.id, contact_ids)
+            )
+        )
+    }
+    user_ids = {r.user_id for r in rows if r.participant_id is None and r.user_id is not None}
+    active_users = set(
+        session.scalars(select(User.id).where(User.id.in_(user_ids), User.active.is_(True)))
+    )
+    quiet = sendability.quiet_hours(session)
+    settled: dict[tuple[str, str], list[int]] = {}  # (status, reason) -> message ids
+    contact_decisions: dict[tuple[str, str], list[int]] = {}  # (state, reason) -> contact ids
+    deferred: list[dict[str, Any]] = []
+    zones: dict[int, ZoneInfo] = {}  # chosen row -> its recipient's zone
+    chosen: list[Any] = []
+    recipients: set[tuple[str, object]] = set()
+    looked = 0
+    for row in rows:
+        if len(chosen) >= limit:
+            break
+        recipient: tuple[str, object] = (
+            ("participant", row.participant_id)
+            if row.participant_id is not None
+            else ("user", row.user_id)
+            if row.user_id is not None
+            else ("address", row.to_address)
+        )
+        if recipient in recipients:
+            continue  # the next batch, after this one's outcome
+        looked += 1
+        zone, status = program_zone, None
+        if row.participant_id is not None:
+            status, timezone = people[row.participant_id]
+            zone = ZoneInfo(timezone)
+        verdict = sendability.decide(
+            now,
+            status=status,
+            purpose=row.purpose,
+            not_after=row.not_after,
+            zone=zone,
+            quiet=quiet,
+            ignore_quiet_hours=row.ignore_quiet_hours,
+            superseded=row.participant_id is not None
+            and contact_states.get(row.planned_contact_id) == "cancelled",
+            user_active=row.participant_id is not None
+            or row.user_id is None
+            or row.user_id in active_users,
+        )
+        if verdict.action == "send":
+            recipients.add(recipient)
+            chosen.append(row)
+            zones[row.id] = zone
+            continue
+        counts.count(verdict)
+        if verdict.action == "deferred":
+            deferred.append({"id": row.id, "send_after": verdict.send_after})
+            continue
+        settled.setdefault(("cancelled", verdict.reason), []).append(row.id)
+        if row.planned_contact_id is not None:
+            key = (verdict.action, verdict.reason)
+            contact_decisions.setdefault(key, []).append(row.planned_contact_id)
+    for (status, reason), ids in settled.items():
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id.in_(ids), OutboundMessage.status == "pending")
+            .values(status=status, error_message=reason, status_updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    for (state, reason), ids in contact_decisions.items():
+        contacts.decide(session, ids, state, reason, now)
+    if deferred:
+        session.execute(update(OutboundMessage), deferred)
+    if not chosen:
+        return [], looked
+    claimed = set(
+        session.scalars(
+            update(OutboundMessage)
+            .where(
+                in_ids(session, OutboundMessage.id, [r.id for r in chosen]),
+                OutboundMessage.status == "pending",
+            )
+            .values(
+                status="sending",
+                claimed_at=claimed_at or now,  # the lease counts from the claim itself
+                claimed_by=worker_id,
+                attempts=OutboundMessage.attempts + 1,
+            )
+            .returning(OutboundMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return [
+        Claim(
+            message_id=r.id,
+            request=SendRequest(
+                to=r.to_address,
+                body=r.body,
+                channel=r.channel,
+                idempotency_key=r.idempotency_key,
+                status_callback=status_callback,
+            ),
+            attempts=r.attempts + 1,
+            planned_contact_id=r.planned_contact_id,
+            participant_id=r.participant_id,
+            purpose=r.purpose,
+            zone=zones[r.id],
+            not_after=r.not_after,
+            ignore_quiet_hours=r.ignore_quiet_hours,
+        )
+        for r in chosen
+        if r.id in claimed
+    ], looked
+
+
+def release(session: Session, claims: Sequence[Claim], worker_id: str) -> int:
+    """Give back claims that were never handed to the transport (known unsent)."""
+    ids = [c.message_id for c in claims]
+    if not ids:
+        return 0
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.id.in_(ids),
+            OutboundMessage.status == "sending",
+            OutboundMessage.claimed_by == worker_id,
+        )
+        .values(
+            status="pending",
+            claimed_at=None,
+            claimed_by=None,
+            attempts=OutboundMessage.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def recover_stale(session: Session, now: datetime, lease: timedelta = LEASE) -> int:
+    """Rows left in `sending` by a dead worker become `unknown` and are flagged, never resent."""
+    stale = session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.status == "sending", OutboundMessage.claimed_at < now - lease
+        )
+    ).all()
+    marked = 0
+    for message in stale:
+        result = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message.id, OutboundMessage.status == "sending")
+            .values(
+                status="unknown",
+                error_message="worker stopped between claim and outcome; not resent",
+                status_updated_at=now,
+            )
+            .execution_options(synchronize_session="fetch")
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            marked += 1
+            flag_unknown(session, message, now, "stale_claim")
+    return marked
+
+
+def flag_unknown(session: Session, message: OutboundMessage, now: datetime, why: str) -> None:
+    """A message whose outcome cannot be known: logged, and flagged for the person's coach."""
+    log_event(
+        log,
+        "send.unknown",
+        logging.WARNING,
+        message=message.id,
+        to=mask_phone(message.to_address),
+        why=why,
+    )
+    if message.participant_id is not None:
+        raise_flag(
+            session,
+            reason="delivery_unknown",
+            severity="high",
+            now=now,
+            participant_id=message.participant_id,
+            detail={"message_id": message.id, "why": why},
+        )

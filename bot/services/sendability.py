@@ -1,0 +1,117 @@
+"""May this message go now? One answer, given at the three moments a text is judged:
+
+- at enqueue (scheduler/enqueue.py), when a due planned contact would become an outbox row;
+- at claim (bot/services/outbox/claims.py), when a pending row would be claimed for sending;
+- at the last look (scheduler/send.py), just before the request, with the person's status as
+  committed then and the clock as it is then (a tick that sends for minutes must not carry its
+  start time into quiet hours or past a window's end).
+
+`decide` takes plain values, not rows, so the enqueue loop (tuples read by one SELECT), the
+claim (rows read by one SELECT) and the last look (a claim and a status) all call it. Its
+rules, in the order they are applied (the first that matches decides):
+
+| # | when                                                          | verdict                        |
+|---|---------------------------------------------------------------|--------------------------------|
+| 1 | the recipient opted out                                       | cancelled `participant_opted_out` (never texted, not even a crisis reply) |
+| 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
+| 3 | its planned contact was cancelled meanwhile (a re-plan)       | cancelled `superseded`          |
+| 4 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
+| 5 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
+| 6 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
+| 7 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
+| 8 | otherwise                                                     | send                            |
+
+A status of None is an active person or a recipient who is not a participant. At the last
+look a "cancelled" verdict gives the claim back for the next claim to settle, and "skipped"
+or "deferred" also means that time has run out for the tick (see scheduler/send.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from bot.services.settings import get_setting
+from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
+
+# Purposes that still go to a paused or closed participant (never to an opted-out one).
+SENT_WHILE_PAUSED = ("crisis_reply",)
+
+
+class Verdict(NamedTuple):
+    # "send", "cancelled", "skipped" or "deferred"
+    action: str
+    reason: str = ""
+    send_after: datetime | None = None  # deferred: the end of the recipient's quiet hours
+
+
+SEND = Verdict("send")
+_WINDOW_CLOSED = Verdict("skipped", "window_closed")
+_SUPERSEDED = Verdict("cancelled", "superseded")
+_USER_INACTIVE = Verdict("cancelled", "user_inactive")
+_STATUS = {
+    status: Verdict("cancelled", f"participant_{status}")
+    for status in ("opted_out", "paused", "closed")
+}
+
+
+class QuietHours:
+    """The program's quiet hours (recipient local time), with the answer for each zone kept
+    for the last instant asked about: a batch judged at one `now` computes it once per zone."""
+
+    def __init__(self, start: time, end: time) -> None:
+        self.start, self.end = start, end
+        self._instant: datetime | None = None
+        self._quiet: dict[ZoneInfo, bool] = {}
+
+    def is_quiet(self, instant: datetime, zone: ZoneInfo) -> bool:
+        if instant != self._instant:
+            self._instant, self._quiet = instant, {}
+        quiet = self._quiet.get(zone)
+        if quiet is None:
+            quiet = self._quiet[zone] = in_quiet_hours(instant, zone, self.start, self.end)
+        return quiet
+
+    def morning(self, instant: datetime, zone: ZoneInfo) -> datetime:
+        """The first instant at or after `instant` outside quiet hours."""
+        return next_quiet_end(instant, zone, self.start, self.end)
+
+
+def quiet_hours(session: Session) -> QuietHours:
+    """The quiet hours as the program's settings say now."""
+    value = get_setting(session, "quiet_hours")
+    return QuietHours(parse_hhmm(value["start"]), parse_hhmm(value["end"]))
+
+
+def decide(
+    now: datetime,
+    *,
+    status: str | None,
+    purpose: str,
+    not_after: datetime | None,
+    zone: ZoneInfo,
+    quiet: QuietHours,
+    ignore_quiet_hours: bool = False,
+    superseded: bool = False,
+    user_active: bool = True,
+) -> Verdict:
+    """Whether a message may go at `now` (see the module's table of rules)."""
+    if (status is not None and status != "active") and (
+        status == "opted_out" or purpose not in SENT_WHILE_PAUSED
+    ):
+        return _STATUS.get(status) or Verdict("cancelled", f"participant_{status}")
+    if superseded:
+        return _SUPERSEDED
+    if not user_active:
+        return _USER_INACTIVE
+    if not_after is not None and not_after <= now:
+        return _WINDOW_CLOSED
+    if not ignore_quiet_hours and quiet.is_quiet(now, zone):
+        morning = quiet.morning(now, zone)
+        if not_after is not None and morning >= not_after:
+            return _WINDOW_CLOSED
+        return Verdict("deferred", "quiet_hours", morning)
+    return SEND
