@@ -1,4 +1,4 @@
-"""Latency of one rate-slot reservation (scheduler.send.RateLimiter.reserve). Rerun:
+"""Latency of one rate-slot reservation (scheduler.rate.RateLimiter.reserve). Rerun:
 
     BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python bench/rate_slot.py [--reservations 2000]
@@ -21,7 +21,7 @@ import time
 from scratch import scratch_database
 
 from bot.db import make_engine, make_session_factory, upgrade_to_head
-from scheduler.send import RateLimiter
+from scheduler.rate import RateLimiter
 
 
 def main() -> None:

@@ -319,7 +319,7 @@ def _plan_around_history(session: Session, now: datetime) -> None:
         if contact is None:
             continue
         assert message.sent_at is not None
-        planned_contacts.mark_sent(session, [contact.id], message.sent_at, was="planned")
+        planned_contacts.record_past_send(session, contact, message.sent_at)
         message.planned_contact_id = contact.id
     session.flush()
 

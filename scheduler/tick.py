@@ -22,7 +22,8 @@ from bot.timeutil import local_to_utc
 from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
-from .send import RateLimiter, SendCounts, send_due
+from .rate import RateLimiter
+from .send import SendCounts, send_due
 from .sweep import sweep
 
 

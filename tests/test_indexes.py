@@ -19,18 +19,14 @@ from tests.conftest import FIXED_NOW
 NOW = FIXED_NOW
 M, C = OutboundMessage, PlannedContact
 
-# The WHERE and ORDER BY of scheduler/send.py's claim_batch, has_due, recover_stale and
-# _due_contacts (the columns read do not change the access path).
+# The WHERE and ORDER BY of bot/services/outbox/claims.py's claim_batch and recover_stale and
+# scheduler/enqueue.py's due_contacts (the columns read do not change the access path).
 HOT_QUERIES: dict[str, tuple[Select[Any], str]] = {
     "claim": (
         select(M.id)
         .where(M.status == "pending", M.send_after <= NOW)
         .order_by(M.send_after, M.id)
         .limit(4000),
-        "outbound_messages",
-    ),
-    "has_due": (
-        select(M.id).where(M.status == "pending", M.send_after <= NOW).limit(1),
         "outbound_messages",
     ),
     "recover_stale": (

@@ -14,7 +14,7 @@ class SendRateSlot(Base):
     """`next_at` is the earliest instant the next message may leave, across all workers.
 
     A sender reserves a slot by moving `next_at` forward by one interval under the row lock, then
-    waits until its slot and sends only if it is not late (scheduler.send.RateLimiter): the rate
+    waits until its slot and sends only if it is not late (scheduler.rate.RateLimiter): the rate
     holds however many workers run, and no worker ever bursts.
     """
 

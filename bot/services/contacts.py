@@ -60,24 +60,31 @@ def mark_queued(session: Session, contact_ids: Sequence[int], now: datetime) -> 
     if contact_ids:
         session.execute(
             update(PlannedContact)
-            .where(in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "planned")
+            .where(
+                in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "planned"
+            )
             .values(state="queued", decided_at=now)
             .execution_options(synchronize_session=False)
         )
 
 
-def mark_sent(
-    session: Session, contact_ids: Sequence[int], now: datetime, *, was: str = "queued"
-) -> None:
-    """Contacts whose text the provider accepted (`was`: the state they must be in; the demo's
-    history marks planned ones)."""
+def mark_sent(session: Session, contact_ids: Sequence[int], now: datetime) -> None:
+    """Queued contacts whose text the provider accepted."""
     if contact_ids:
         session.execute(
             update(PlannedContact)
-            .where(in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == was)
+            .where(in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "queued")
             .values(state="sent", decided_at=now)
             .execution_options(synchronize_session=False)
         )
+
+
+def record_past_send(session: Session, contact: PlannedContact, at: datetime) -> None:
+    """A contact whose text went out before this database recorded it (the demo's seeded
+    history), whatever the planner made of it."""
+    contact.state = "sent"
+    contact.state_reason = None
+    contact.decided_at = at
 
 
 def cancel_planned(session: Session, contact_ids: Iterable[int], reason: str, now: datetime) -> int:

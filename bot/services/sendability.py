@@ -14,9 +14,9 @@ rules, in the order they are applied (the first that matches decides):
 |---|---------------------------------------------------------------|--------------------------------|
 | 1 | the recipient opted out                                       | cancelled `participant_opted_out` (never texted, not even a crisis reply) |
 | 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
-| 3 | its planned contact was cancelled meanwhile (a re-plan)       | cancelled `superseded`          |
-| 4 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
-| 5 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
+| 3 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
+| 4 | the caller already settled the message itself (`withdrawn`: its planned contact was cancelled by a re-plan, its appointment cancelled, a later reminder due) | that verdict |
+| 5 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
 | 6 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
 | 7 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
 | 8 | otherwise                                                     | send                            |
@@ -50,7 +50,10 @@ class Verdict(NamedTuple):
 
 SEND = Verdict("send")
 _WINDOW_CLOSED = Verdict("skipped", "window_closed")
-_SUPERSEDED = Verdict("cancelled", "superseded")
+# What callers pass as `withdrawn`.
+SUPERSEDED = Verdict("cancelled", "superseded")
+APPOINTMENT_CANCELLED = Verdict("cancelled", "appointment_cancelled")
+LATER_REMINDER_DUE = Verdict("skipped", "later_reminder_due")
 _USER_INACTIVE = Verdict("cancelled", "user_inactive")
 _STATUS = {
     status: Verdict("cancelled", f"participant_{status}")
@@ -95,7 +98,7 @@ def decide(
     zone: ZoneInfo,
     quiet: QuietHours,
     ignore_quiet_hours: bool = False,
-    superseded: bool = False,
+    withdrawn: Verdict | None = None,
     user_active: bool = True,
 ) -> Verdict:
     """Whether a message may go at `now` (see the module's table of rules)."""
@@ -103,12 +106,12 @@ def decide(
         status == "opted_out" or purpose not in SENT_WHILE_PAUSED
     ):
         return _STATUS.get(status) or Verdict("cancelled", f"participant_{status}")
-    if superseded:
-        return _SUPERSEDED
-    if not user_active:
-        return _USER_INACTIVE
     if not_after is not None and not_after <= now:
         return _WINDOW_CLOSED
+    if withdrawn is not None:
+        return withdrawn
+    if not user_active:
+        return _USER_INACTIVE
     if not ignore_quiet_hours and quiet.is_quiet(now, zone):
         morning = quiet.morning(now, zone)
         if not_after is not None and morning >= not_after:

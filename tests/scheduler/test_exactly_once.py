@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.models import Flag, OutboundMessage
-from scheduler.send import LEASE
+from bot.services.outbox.claims import LEASE
 from tests.factories import make_participant
 from tests.scheduler.fake_twilio import FakeTwilio
 from tests.scheduler.helpers import utc
@@ -52,7 +52,7 @@ def _seed(sessions: sessionmaker[Session], count: int) -> None:
 
 @pytest.mark.postgres_only
 # 1000/s: one batch of 500 holds every due contact. 20/s: batches of 10, each sent while the
-# next is read ahead (scheduler/send.py, _NextBatch) by both processes at once.
+# next is read ahead (scheduler/enqueue.py, ReadAhead) by both processes at once.
 @pytest.mark.parametrize("rate", [1000, 20])
 def test_two_tick_processes_at_once_send_each_due_message_exactly_once(
     sessions: sessionmaker[Session], database_url: str, tmp_path: Path, rate: int

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import Expectation, OutboundMessage
 from bot.services.expectations import create_expectations
+from bot.services.settings import get_setting, set_setting
 from bot.transport.simulated import SimulatedTransport
 from scheduler.plan import plan
 from scheduler.send import send_due
@@ -45,12 +45,10 @@ def test_sent_checkins_have_the_sweeps_expectation_right_after_sending_and_the_s
     sessions: sessionmaker[Session],
     transport: SimulatedTransport,
     config: Config,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Batches of two: several outcome commits, in the background and not.
-    monkeypatch.setattr(send_mod, "BATCH", 2)
     _people(sessions, 5)
-    counts = send_due(sessions, transport, config, NOW, worker_id="w:1")
+    counts = send_due(sessions, transport, config, NOW, worker_id="w:1", batch=2)
     with sessions() as session:
         checkins = set(
             session.scalars(
@@ -93,17 +91,23 @@ def test_a_failure_to_make_expectations_while_recording_sends_still_records_them
     sessions: sessionmaker[Session],
     transport: SimulatedTransport,
     config: Config,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The record of what went out must not depend on the bookkeeping after it: left `sending`,
     # those texts would end `unknown` and be flagged, though they were sent.
-    def broken(*_args: object) -> int:
-        raise ValueError("escalation setting unreadable")
-
-    monkeypatch.setattr(send_mod, "create_reply_expectations", broken)
     _people(sessions, 3)
+    with sessions.begin() as session:
+        escalation = get_setting(session, "escalation")
+        set_setting(
+            session,
+            "escalation",
+            {**escalation, "reply_window_hours": "unreadable"},
+            now=NOW,
+            user_id=None,
+        )
     counts = send_due(sessions, transport, config, NOW, worker_id="w:1")
     assert counts.sent == 6 and counts.expectations == 0
+    with sessions.begin() as session:
+        set_setting(session, "escalation", escalation, now=NOW, user_id=None)  # mended
     with sessions() as session:
         statuses = set(session.scalars(select(OutboundMessage.status)))
         assert statuses == {"queued"}

@@ -1,6 +1,6 @@
 """The sender's last look before each request, and the lease counted from the claim.
 
-A due contact is inserted already claimed (scheduler/send.py, enqueue_due), and a tick at a low
+A due contact is inserted already claimed (scheduler/enqueue.py, enqueue_due), and a tick at a low
 send rate can run for minutes. These tests (first written by a reviewer as failing tests) hold
 the sender to the rules as they are when a request leaves: the person's status now, quiet hours
 and the window now, and a lease that counts from the claim, not from the tick's start."""
@@ -17,14 +17,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant
 from bot.services.inbound import opt_out
+from bot.services.outbox.claims import LEASE, recover_stale
 from bot.timeutil import in_quiet_hours
 from bot.transport.base import SendRequest, SendResult
+from scheduler.enqueue import enqueue_due
 from scheduler.plan import plan
-from scheduler.send import LEASE, RateLimiter, recover_stale, send_due
+from scheduler.rate import RateLimiter
+from scheduler.send import send_due
 from tests.factories import make_participant
 from tests.scheduler.helpers import utc
 
@@ -67,7 +69,7 @@ class StatusAtSend:
 
 @pytest.mark.postgres_only
 def test_a_stop_that_overlaps_the_enqueue_is_never_followed_by_a_text(
-    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], config: Config
 ) -> None:
     (pid,) = _people(sessions, 1)
     now = utc("2026-03-03T15:05:00Z")  # 10:05 EST: the welcome is due
@@ -90,25 +92,25 @@ def test_a_stop_that_overlaps_the_enqueue_is_never_followed_by_a_text(
     # The STOP arrives while the tick's enqueue transaction holds the due contact's lock. It
     # does not wait for that lock (opt_out skips locked rows) and commits at once; the tick
     # then commits its row already claimed, and the sender's last look must catch it.
-    names = [
-        n
-        for n in ("insert_returning_ignoring_conflicts", "insert_ignoring_conflicts")
-        if hasattr(send_mod, n)
-    ]
-    real = getattr(send_mod, names[0])
     fired: list[bool] = []
 
-    def insert_then_stop(session: Session, *args: Any, **kwargs: Any) -> Any:
-        result = real(session, *args, **kwargs)
+    def insert_then_stop(*args: Any, **kwargs: Any) -> Any:
+        result = enqueue_due(*args, **kwargs)  # inserted, its transaction still open
         if not fired:
             fired.append(True)
             threading.Thread(target=stop_webhook, daemon=True).start()
             assert stop_done.wait(10), "the STOP waited for the tick's locks"
         return result
 
-    monkeypatch.setattr(send_mod, names[0], insert_then_stop)
     transport = StatusAtSend(sessions, stop_done)
-    send_due(sessions, transport, config, now, worker_id="w:1")  # type: ignore[arg-type]
+    send_due(
+        sessions,
+        transport,  # type: ignore[arg-type]
+        config,
+        now,
+        worker_id="w:1",
+        enqueue=insert_then_stop,
+    )
     stop_done.wait(30)
     assert not errors
     assert transport.seen == []  # nothing left for them

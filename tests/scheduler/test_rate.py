@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.models import OutboundMessage
 from bot.services.outbox import enqueue
+from bot.services.outbox.claims import SendCounts, claim_batch
 from bot.transport.base import SendRequest, SendResult
-from scheduler.send import RateLimiter, SendCounts, claim_batch, send_batch
+from scheduler.rate import RateLimiter
+from scheduler.send import send_batch
 from tests.factories import make_participant
 from tests.scheduler.helpers import max_in_window
 

@@ -1,6 +1,6 @@
-"""PostgreSQL's sender: the batch read ahead by a helper thread (scheduler/send.py, _NextBatch)
-and the successes committed by another (_OutcomeWriter). Written by a reviewer of those
-threads: what they must never lose, and what must never leave while they hold locks."""
+"""PostgreSQL's sender: the batch read ahead by a helper thread (scheduler/enqueue.py,
+ReadAhead) and the successes committed by another (scheduler/send.py, OutcomeWriter). Written by
+a reviewer of those threads: what they must never lose, and what must never leave while they hold locks."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import OutboundMessage, Participant
 from bot.services.inbound import opt_out
 from bot.transport.base import SendRequest, SendResult, TransportError
+from scheduler.enqueue import enqueue_due
 from scheduler.plan import plan
 from scheduler.send import send_due
 from tests.factories import make_participant
@@ -55,26 +55,31 @@ class UnsubscribedFirst:
 
 @pytest.mark.postgres_only
 def test_a_failed_read_ahead_does_not_lose_the_current_batchs_error_outcome(
-    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], config: Config
 ) -> None:
     # Batches of one: the second person's welcome is the batch read ahead while the first
     # person's is sent. The read-ahead fails (a database error, say); the first send is
     # answered 21610. The read-ahead's error must surface, and the 21610 must still be
     # recorded (the person opted out, the row failed), not left `sending` to become
     # `unknown` five minutes later with the person still active.
-    monkeypatch.setattr(send_mod, "BATCH", 1)
     first, _ = _people(sessions, 2)
-    real = send_mod.enqueue_due
 
     def failing_in_the_helper(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread().name.startswith("send-enqueue"):
             raise RuntimeError("read-ahead failed")
-        return real(*args, **kwargs)
+        return enqueue_due(*args, **kwargs)
 
-    monkeypatch.setattr(send_mod, "enqueue_due", failing_in_the_helper)
     transport = UnsubscribedFirst()
     with pytest.raises(RuntimeError, match="read-ahead failed"):
-        send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+        send_due(
+            sessions,
+            transport,  # type: ignore[arg-type]
+            config,
+            NOW,
+            worker_id="w:1",
+            batch=1,
+            enqueue=failing_in_the_helper,
+        )
     assert len(transport.attempts) == 1
     with sessions() as session:
         row = session.scalars(
@@ -111,24 +116,21 @@ class StopDuringReadAhead:
 
 @pytest.mark.postgres_only
 def test_a_stop_while_the_next_batch_is_read_ahead_is_never_followed_by_a_text(
-    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], config: Config
 ) -> None:
     # Batches of one: the second person's welcome is read ahead, inserted `sending` in an open
     # transaction holding its contact's lock, while the first person's is sent. Their STOP
     # lands then: it must not wait for that transaction (opt_out skips locked rows), and the
     # row the read-ahead then commits must never leave (the last look reads the status).
-    monkeypatch.setattr(send_mod, "BATCH", 1)
     _, second = _people(sessions, 2)
     inserted = threading.Event()
-    real = send_mod.insert_returning_ignoring_conflicts
 
     def insert_and_tell(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
+        result = enqueue_due(*args, **kwargs)  # inserted, its transaction still open
         if threading.current_thread().name.startswith("send-enqueue"):
             inserted.set()
         return result
 
-    monkeypatch.setattr(send_mod, "insert_returning_ignoring_conflicts", insert_and_tell)
     done = threading.Event()
     errors: list[BaseException] = []
 
@@ -148,8 +150,16 @@ def test_a_stop_while_the_next_batch_is_read_ahead_is_never_followed_by_a_text(
         assert done.wait(10), "the STOP waited for the read-ahead's locks"
 
     transport = StopDuringReadAhead(sessions, inserted, stop)
-    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
-    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+    for _ in range(2):
+        send_due(
+            sessions,
+            transport,  # type: ignore[arg-type]
+            config,
+            NOW,
+            worker_id="w:1",
+            batch=1,
+            enqueue=insert_and_tell,
+        )
     assert not errors
     assert [status for _, status in transport.seen] == ["active"]
     with sessions() as session:
@@ -171,9 +181,8 @@ class Recording:
 
 @pytest.mark.postgres_only
 def test_a_stop_signal_during_a_batch_leaves_the_batch_read_ahead_due_and_unclaimed(
-    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], config: Config
 ) -> None:
-    monkeypatch.setattr(send_mod, "BATCH", 1)
     people = _people(sessions, 3)
     transport = Recording()
     send_due(
@@ -183,13 +192,14 @@ def test_a_stop_signal_during_a_batch_leaves_the_batch_read_ahead_due_and_unclai
         NOW,
         worker_id="w:1",
         should_stop=lambda: len(transport.sent) >= 1,  # SIGTERM during the first batch
+        batch=1,
     )
     assert len(transport.sent) == 1
     with sessions() as session:
         rows = session.execute(select(OutboundMessage.participant_id, OutboundMessage.status)).all()
         assert [status for _, status in rows] == ["queued"]  # nothing left `sending`
     # The next tick sends the others once each.
-    send_due(sessions, transport, config, NOW, worker_id="w:1")  # type: ignore[arg-type]
+    send_due(sessions, transport, config, NOW, worker_id="w:1", batch=1)  # type: ignore[arg-type]
     assert sorted(r.to for r in transport.sent) == sorted(set(r.to for r in transport.sent))
     with sessions() as session:
         by_person = dict(

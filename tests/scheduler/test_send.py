@@ -5,19 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-import scheduler.send as send_module
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
 from bot.services.delivery import apply_status
 from bot.services.inbound import STUCK_AFTER, InboundForm, store
 from bot.services.outbox import enqueue
+from bot.services.outbox.claims import LEASE, recover_stale
 from bot.transport.base import SendRequest, SendResult, TransportError
 from bot.transport.simulated import SimulatedTransport
-from scheduler.send import BATCH, LEASE, RESERVE_MAX, RateLimiter, recover_stale
+from scheduler.plan import plan
+from scheduler.rate import BATCH, RESERVE_MAX, RateLimiter
+from scheduler.send import send_due
 from scheduler.tick import tick
 from tests.factories import make_participant, make_user
 from tests.scheduler.helpers import utc
@@ -322,14 +323,16 @@ def test_a_persons_second_due_text_waits_for_the_first_ones_outcome(
 
 
 def test_a_persons_second_due_text_in_the_next_batch_waits_for_the_first_ones_outcome(
-    sessions: sessionmaker[Session], config: Config, monkeypatch: pytest.MonkeyPatch
+    sessions: sessionmaker[Session], config: Config
 ) -> None:
     # Batches of one: the day-1 check-in is in the batch after the welcome's, the batch that
     # PostgreSQL's sender reads ahead while the welcome is being sent.
-    monkeypatch.setattr(send_module, "BATCH", 1)
     pid = _participant(sessions)
     transport = UnsubscribedOnce()
-    _run(sessions, transport, config, utc("2026-03-03T15:05:00Z"))
+    now = utc("2026-03-03T15:05:00Z")
+    with sessions.begin() as session:
+        plan(session, now)
+    send_due(sessions, transport, config, now, worker_id="w:1", batch=1)  # type: ignore[arg-type]
     assert len(transport.attempts) == 1  # the 21610 opted them out before the second claim
     states = _states(sessions, pid)
     assert sorted(states[k] for k in ("welcome", "day-1")) == ["cancelled", "skipped"]

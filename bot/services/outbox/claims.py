@@ -33,6 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.bulk import in_ids
+from bot.config import Config
 from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
@@ -99,15 +100,16 @@ def claim_batch(
     session: Session,
     now: datetime,
     worker_id: str,
-    *,
-    program_zone: ZoneInfo,
-    status_callback: str,
+    config: Config,
     counts: SendCounts,
     limit: int,
+    *,
     claimed_at: datetime | None = None,
 ) -> tuple[list[Claim], int]:
     """Claim up to `limit` due rows, at most one per recipient. Returns the claims and how many
     due rows were looked at (claimed or settled without a send); 0 means nothing is due."""
+    program_zone = ZoneInfo(config.program_timezone)
+    status_callback = status_callback_url(config.public_base_url)
     m = OutboundMessage
     query = (
         select(
@@ -188,8 +190,10 @@ def claim_batch(
             zone=zone,
             quiet=quiet,
             ignore_quiet_hours=row.ignore_quiet_hours,
-            superseded=row.participant_id is not None
-            and contact_states.get(row.planned_contact_id) == "cancelled",
+            withdrawn=sendability.SUPERSEDED
+            if row.participant_id is not None
+            and contact_states.get(row.planned_contact_id) == "cancelled"
+            else None,
             user_active=row.participant_id is not None
             or row.user_id is None
             or row.user_id in active_users,
