@@ -73,7 +73,9 @@ def mark_sent(session: Session, contact_ids: Sequence[int], now: datetime) -> No
     if contact_ids:
         session.execute(
             update(PlannedContact)
-            .where(in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "queued")
+            .where(
+                in_ids(session, PlannedContact.id, contact_ids), PlannedContact.state == "queued"
+            )
             .values(state="sent", decided_at=now)
             .execution_options(synchronize_session=False)
         )
