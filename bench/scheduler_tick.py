@@ -23,7 +23,7 @@ settings digest current, so `plan` has nothing to do), no appointments:
 
 Transport: the in-memory SimulatedTransport (no network; it records each request). The shared
 rate limiter is ON at 1,000,000 messages/s (claim batches of BATCH = 2000, one slot
-reservation per RESERVE_MAX = 500 sends; scheduler/send.py), so it is included in the cost but
+reservation per RESERVE_MAX = 500 sends; scheduler/rate.py), so it is included in the cost but
 is not the bottleneck; the real send rate is benched separately in bench/send_rate.py.
 `--profile` prints a pyinstrument profile of the due tick; `--repeat N` times the due tick N
 times, each on a fresh copy of the seeded database, and prints the median.

@@ -69,10 +69,6 @@ class Config:
         return bool(self.twilio_account_sid and self.twilio_auth_token) and not self.demo
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.program_timezone)
 

@@ -23,10 +23,6 @@ def local_datetime(day: date, at: time, zone: ZoneInfo) -> datetime:
     return local_to_utc(datetime.combine(day, at), zone)
 
 
-def to_local(instant: datetime, zone: ZoneInfo) -> datetime:
-    return instant.astimezone(zone)
-
-
 def parse_hhmm(value: str) -> time:
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))

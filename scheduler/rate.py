@@ -219,8 +219,3 @@ class RateLimiter:
             return True
         self.missed += 1
         return False
-
-    def acquire(self) -> None:
-        """Return at a moment a send may leave (within late_tolerance after a slot)."""
-        while not self.wait_for(self.next_slot()):
-            pass

@@ -42,9 +42,5 @@ class User(Base):
         return self.name.split()[0] if self.name.strip() else self.email.split("@")[0]
 
     @property
-    def is_staff_admin(self) -> bool:
-        return self.role == "admin"
-
-    @property
     def sees_everyone(self) -> bool:
         return self.role in ("coordinator", "admin")

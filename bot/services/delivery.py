@@ -204,7 +204,7 @@ def act_on_error_code(
     session: Session, message: OutboundMessage, code: int, *, now: datetime
 ) -> None:
     """What a Twilio error code on a participant's message means for them, whether it came in a
-    status callback or as the answer to the send itself (scheduler/send.py): 21610 (they told
+    status callback or as the answer to the send itself (bot/services/outbox/outcomes.py): 21610 (they told
     the carrier STOP) opts them out; a delivery-failure code flags `delivery_failed`."""
     participant = session.get(Participant, message.participant_id)
     if participant is None:

@@ -386,14 +386,6 @@ def on_appointment_confirmed(session: Session, appointment: Appointment, now: da
     return satisfied
 
 
-def on_appointment_declined(session: Session, appointment: Appointment, now: datetime) -> int:
-    """NO to a reminder: nothing more to wait for (the `appointment_declined` flag, raised by
-    inbound, asks a coach to reschedule)."""
-    return _cancel(
-        session, now, Expectation.appointment_id == appointment.id, Expectation.kind == "confirm"
-    )
-
-
 def cancel_for_participant(session: Session, participant_id: int, now: datetime) -> int:
     """Opt-out (or closing a case): the person's open expectations are cancelled. No new ones
     are made while they are not active (`create_expectations` and the sweep check)."""

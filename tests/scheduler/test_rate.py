@@ -21,7 +21,7 @@ from bot.models import OutboundMessage
 from bot.services.outbox import enqueue
 from bot.services.outbox.claims import SendCounts, claim_batch
 from bot.transport.base import SendRequest, SendResult
-from scheduler.rate import RateLimiter
+from scheduler.rate import BATCH, RESERVE_MAX, RateLimiter
 from scheduler.send import send_batch
 from tests.factories import make_participant
 from tests.scheduler.helpers import max_in_window
@@ -184,7 +184,8 @@ def test_concurrent_workers_release_at_most_k_sends_per_k_slots(
 
         limiter = RateLimiter(sessions, rate, clock=clock, sleep=sleep)
         for _ in range(per_worker):
-            limiter.acquire()
+            while not limiter.wait_for(limiter.next_slot()):
+                pass  # a missed slot: take another, as send_batch does
             with lock:
                 released.append(local.last)
         limiter.close()
@@ -247,3 +248,16 @@ def test_consecutive_reservations_are_never_closer_than_the_interval(
 def test_a_tolerance_beyond_the_guard_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(ValueError):
         RateLimiter(sessions, RATE, guard=0.02, late_tolerance=0.03)
+
+
+def test_claim_batches_follow_the_rate_up_to_batch_and_reservations_stay_small(
+    sessions: sessionmaker[Session],
+) -> None:
+    def limiter(rate: float) -> RateLimiter:
+        return RateLimiter(sessions, rate)
+
+    assert (limiter(10).batch_size(), limiter(10).reserve_size()) == (5, 1)
+    assert limiter(1000).batch_size() == 500
+    # A rate that is not the limit: big claim batches (few commits), small reservations.
+    assert limiter(1_000_000).batch_size() == BATCH > RESERVE_MAX
+    assert limiter(1_000_000).reserve_size() == RESERVE_MAX

@@ -17,7 +17,6 @@ from bot.services.outbox.claims import LEASE, recover_stale
 from bot.transport.base import SendRequest, SendResult, TransportError
 from bot.transport.simulated import SimulatedTransport
 from scheduler.plan import plan
-from scheduler.rate import BATCH, RESERVE_MAX, RateLimiter
 from scheduler.send import send_due
 from scheduler.tick import tick
 from tests.factories import make_participant, make_user
@@ -395,19 +394,6 @@ def test_each_person_gets_their_own_names_in_a_batch_rendered_together(
     assert bodies.keys() == people.keys()
     for pid, (name, coach) in people.items():
         assert bodies[pid].startswith(f"Hi {name}, it's {coach} from ")
-
-
-def test_claim_batches_follow_the_rate_up_to_batch_and_reservations_stay_small(
-    sessions: sessionmaker[Session],
-) -> None:
-    def limiter(rate: float) -> RateLimiter:
-        return RateLimiter(sessions, rate)
-
-    assert (limiter(10).batch_size(), limiter(10).reserve_size()) == (5, 1)
-    assert limiter(1000).batch_size() == 500
-    # A rate that is not the limit: big claim batches (few commits), small reservations.
-    assert limiter(1_000_000).batch_size() == BATCH > RESERVE_MAX
-    assert limiter(1_000_000).reserve_size() == RESERVE_MAX
 
 
 def test_bodies_and_deadlines_are_stored_exactly_as_rendered(
