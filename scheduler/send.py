@@ -94,6 +94,7 @@ from bot.models import (
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
 from bot.services.expectations import create_reply_expectations
 from bot.services.flags import raise_flag
+from bot.services.self_service import held_until
 from bot.services.settings import get_setting
 from bot.services.templates import message_context
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
@@ -299,6 +300,7 @@ class _DueContact(NamedTuple):
     coach_id: int | None
     channel: str
     phone: str
+    checkins_paused_until: datetime | None
 
 
 def _due_contacts(session: Session, now: datetime, limit: int) -> list[_DueContact]:
@@ -319,6 +321,7 @@ def _due_contacts(session: Session, now: datetime, limit: int) -> list[_DueConta
             p.coach_id,
             p.channel,
             p.phone,
+            p.checkins_paused_until,
         )
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
@@ -391,6 +394,17 @@ def enqueue_due(
         if contact.status != "active":
             decisions.decide("cancelled", f"participant_{contact.status}", contact.id)
             counts.cancelled += 1
+            continue
+        held = held_until(contact.kind, contact.checkins_paused_until, now)
+        if held is not None:
+            # The person's own PAUSE: a welcome or check-in waits for its end, if its window
+            # is still open then (bot/services/self_service.py; RESUME brings it forward).
+            if held >= contact.not_after:
+                decisions.decide("skipped", "checkins_paused", contact.id)
+                counts.skipped += 1
+            else:
+                decisions.deferred.append({"id": contact.id, "send_after": held})
+                counts.deferred += 1
             continue
         if contact.not_after <= now:
             # Downtime or a long quiet night: the window closed. Recorded, never sent late.
@@ -654,11 +668,14 @@ def claim_batch(
         return [], 0
     participant_ids = {r.participant_id for r in rows if r.participant_id is not None}
     people = {
-        pid: (status, timezone)
-        for pid, status, timezone in session.execute(
-            select(Participant.id, Participant.status, Participant.timezone).where(
-                in_ids(session, Participant.id, participant_ids)
-            )
+        pid: (status, timezone, paused_until)
+        for pid, status, timezone, paused_until in session.execute(
+            select(
+                Participant.id,
+                Participant.status,
+                Participant.timezone,
+                Participant.checkins_paused_until,
+            ).where(in_ids(session, Participant.id, participant_ids))
         )
     }
     contact_ids = {r.planned_contact_id for r in rows if r.planned_contact_id is not None}
@@ -708,13 +725,22 @@ def claim_batch(
             continue
         zone = program_zone
         if row.participant_id is not None:
-            status, timezone = people[row.participant_id]
+            status, timezone, paused_until = people[row.participant_id]
             zone = ZoneInfo(timezone)
             if status == "opted_out" or (
                 status in ("paused", "closed") and row.purpose not in SENT_WHILE_PAUSED
             ):
                 cancel(row, f"participant_{status}")
                 counts.cancelled += 1
+                continue
+            held = held_until(row.purpose, paused_until, now)
+            if held is not None:  # the person's own PAUSE (see enqueue_due)
+                if row.not_after is not None and held >= row.not_after:
+                    cancel(row, "checkins_paused")
+                    counts.cancelled += 1
+                else:
+                    cancels.deferred.append({"id": row.id, "send_after": held})
+                    counts.deferred += 1
                 continue
             if contact_states.get(row.planned_contact_id) == "cancelled":
                 cancel(row, "superseded")
