@@ -35,6 +35,7 @@ __all__ = [
     "checkin_variant_key",
     "default_templates",
     "describe_key",
+    "next_appointment_key",
     "reminder_key",
     "template_keys",
 ]
@@ -72,6 +73,15 @@ _FIXED_DESCRIPTIONS: Mapping[str, str] = {
     "unknown_sender": "Reply to a number that is not enrolled: polite, no program details",
     "confirm_ack": "Reply when someone confirms an appointment (YES, C or SÍ)",
     "decline_ack": "Reply when someone says they can't make an appointment",
+    "callback_ack": (
+        "Reply to CALL ME or LLÁMAME: the coach will call (the text waits in the inbox for them)"
+    ),
+    "no_appointment": "Reply to NEXT or PRÓXIMA when the person has no upcoming appointment",
+    "pause_confirm": (
+        "Reply to PAUSE or PAUSA: check-ins paused for a week, reminders still go; "
+        "names the date check-ins start again"
+    ),
+    "resume_confirm": "Reply to RESUME or SEGUIR: check-ins are on again",
     "coach_page": "Text to staff when a flag needs attention (goes to coaches, never participants)",
 }
 
@@ -91,8 +101,10 @@ def template_keys() -> list[str]:
         "unknown_sender",
         "confirm_ack",
         "decline_ack",
-        "coach_page",
+        "callback_ack",
     ]
+    keys += [next_appointment_key(kind) for kind in APPOINTMENT_KINDS]
+    keys += ["no_appointment", "pause_confirm", "resume_confirm", "coach_page"]
     return keys
 
 
@@ -114,6 +126,17 @@ def reminder_key(kind: str, offset: str) -> str:
     return f"reminder.{kind}.{offset}"
 
 
+def next_appointment_key(kind: str) -> str:
+    """The reply to NEXT for an appointment of this kind, e.g. ``next_appointment.medical``.
+
+    One key per kind, as for reminders: the shipped bodies all say "your next appointment"
+    (neutral), and a coordinator may name the kind in their own words. ValueError if unknown.
+    """
+    if kind not in APPOINTMENT_KINDS:
+        raise ValueError(f"unknown appointment kind {kind!r}; expected one of {APPOINTMENT_KINDS}")
+    return f"next_appointment.{kind}"
+
+
 def describe_key(key: str) -> str:
     """A plain-language description of a template key for coordinators; ValueError if unknown."""
     if key in _FIXED_DESCRIPTIONS:
@@ -124,6 +147,8 @@ def describe_key(key: str) -> str:
             f"Check-in message, version {rest} of {CHECKIN_VARIANTS} "
             "(the versions take turns so check-ins don't all read the same)"
         )
+    if prefix == "next_appointment" and rest in _KIND_PHRASES:
+        return f"Reply to NEXT or PRÓXIMA when the next appointment is {_KIND_PHRASES[rest]}"
     if prefix == "reminder":
         kind, _, offset = rest.partition(".")
         if kind in _KIND_PHRASES and offset in _OFFSET_PHRASES:

@@ -1,4 +1,5 @@
-"""Recognise the reply keywords of an inbound text: STOP, START, HELP, YES, NO.
+"""Recognise the reply keywords of an inbound text: STOP, START, HELP, the self-service
+keywords (CALL ME, NEXT, PAUSE, RESUME), YES, NO.
 
 Pure and standard-library only: no I/O, no database, nothing but precompiled regexes.
 
@@ -12,8 +13,12 @@ How a body is read
    runs of a repeated letter squashed to one letter (stooop -> stop, yesss -> yes, all -> al). The
    phrase lists below are squashed the same way when they are compiled, so they are written in
    ordinary spelling and match the stretched spellings people type.
-3. Intents are tried in a fixed order: STOP, START, HELP, YES, NO. STOP comes first because a
-   missed opt-out is the costlier mistake for the program.
+3. Intents are tried in a fixed order: STOP, START, HELP, CALL ME, NEXT, PAUSE, RESUME, YES,
+   NO. STOP comes first because a missed opt-out is the costlier mistake for the program ("stop
+   calling me" is STOP, never CALL ME). The self-service keywords are whole-message phrases
+   with no word in common with YES or NO; they come before YES/NO so that a message that is
+   only a request is answered as one, while a decline anywhere in a longer message ("call me,
+   I can't make it") is still NO.
 
 The precision/recall trade-off for STOP
 ---------------------------------------
@@ -39,12 +44,23 @@ a lone "help" may be a cry for help. "help me", "I need help", "please help" and
 NONE here on purpose: they are left to :mod:`messages.crisis` and to a human, not answered with
 a canned program description.
 
+Self-service
+------------
+CALL ME / LLÁMAME (a call back, a person answers), NEXT / PRÓXIMA (the next appointment),
+PAUSE / PAUSA (check-ins paused for a week) and RESUME / SEGUIR are recognised only as the
+whole message, with courtesy words around them ("can you call me when you can?", "next appt
+pls", "pausa por favor"). Inside a sentence they are NONE: "they call me Jay", "next week",
+"I had to pause my classes". RESUME took the word "resume" from START: an opted-out person who
+texts it is still opted back in (bot/services/self_service.py).
+
 YES and NO
 ----------
 YES/Y/C/CONFIRM/SÍ and clear confirmations ("yes I'll be there", a lone 👍) are YES. "ok" is *not*
 YES: in reply to a check-in it usually means "I'm ok", and a wrong confirmation hides a missed
 appointment, whereas an unconfirmed one only raises a flag. NO/N/NOPE and "can't make it"
-anywhere in the message are NO, because the flag that follows ("coach, reschedule") is cheap.
+anywhere in the message are NO, because the flag that follows ("coach, reschedule") is cheap;
+so are the Spanish ways of saying it ("no puedo ir", "no voy a poder llegar", "no alcanzo a
+llegar", "no voy a ir a la cita"), but not "no voy a llegar a tiempo" (late is not a no).
 """
 
 from __future__ import annotations
@@ -74,6 +90,10 @@ class Intent(enum.StrEnum):
     HELP = "help"
     YES = "yes"
     NO = "no"
+    CALL_ME = "call_me"
+    NEXT = "next"
+    PAUSE = "pause"
+    RESUME = "resume"
     NONE = "none"
 
 
@@ -304,7 +324,6 @@ _START_WORDS = (
     "unstop",
     "subscribe",
     "resubscribe",
-    "resume",
     "restart",
     "start again",
     "start back",
@@ -319,7 +338,6 @@ _START_WORDS = (
     "comenzar",
     "iniciar",
     "empezar",
-    "reanudar",
     "alta",
     "darme de alta",
     "suscribir",
@@ -338,6 +356,130 @@ _HELP_ALONE = _search(r"^(?:help|ayuda|halp)$")
 _HELP_COMPOSED = _compose(
     ("info", "information", "informacion", "more info", "help info", "mas informacion"), _COURTESY
 )
+
+# --- self-service: CALL ME, NEXT, PAUSE, RESUME ---------------------------------------------
+#
+# Whole-message phrases only, like INFO: "call me when you can" asks for a call, "they call me
+# Jay" and "don't call me" do not; "NEXT" or "next appt?" asks for the next appointment, "next
+# week" does not; "pause" alone pauses, "pause" inside a sentence is for a coach to read.
+
+# Words that may stand around a self-service keyword without changing it ("call me tomorrow
+# please", "llámame cuando puedas", "next appointment coach?").
+_SELF_SERVICE_COURTESY = (
+    *_COURTESY,
+    "coach",
+    "hi",
+    "hey",
+    "hello",
+    "hola",
+    "now",
+    "asap",
+    "today",
+    "tomorrow",
+    "when you can",
+    "when you get a chance",
+    "when you get a minute",
+    "ahora",
+    "hoy",
+    "manana",
+    "cuando puedas",
+    "cuando puedes",
+    "cuando tengas tiempo",
+)
+_CALL_ME_WORDS = (
+    "call me",
+    "call me back",
+    "callback",
+    "call back",
+    "can you call me",
+    "can you call me back",
+    "could you call me",
+    "could you call me back",
+    "can u call me",
+    "could u call me",
+    "can you give me a call",
+    "give me a call",
+    "i need a call",
+    "i need you to call me",
+    "please call me",
+    "call me pls",
+    "llamame",
+    "me llamas",
+    "me puedes llamar",
+    "me podes llamar",
+    "me podrias llamar",
+    "puedes llamarme",
+    "podrias llamarme",
+    "me puede llamar",
+    "puede llamarme",
+    "me pueden llamar",
+    "pueden llamarme",
+    "necesito que me llames",
+    "llamenme",
+)
+_CALL_ME_COMPOSED = _compose(_CALL_ME_WORDS, _SELF_SERVICE_COURTESY)
+
+_NEXT_WORDS = (
+    "next",
+    "next appt",
+    "next appointment",
+    "my next appt",
+    "my next appointment",
+    "next appt when",
+    "when is my next appt",
+    "when is my next appointment",
+    "whens my next appt",
+    "whens my next appointment",
+    "when is the next appointment",
+    "what is my next appointment",
+    "whats my next appointment",
+    "whats my next appt",
+    "proxima",
+    "proxima cita",
+    "mi proxima cita",
+    "siguiente cita",
+    "mi siguiente cita",
+    "cual es mi proxima cita",
+    "cuando es mi proxima cita",
+    "cuando es la proxima cita",
+    "cuando es mi cita",
+    "cuando es mi siguiente cita",
+)
+_NEXT_COMPOSED = _compose(_NEXT_WORDS, _SELF_SERVICE_COURTESY)
+
+_PAUSE_WORDS = (
+    "pause",
+    "pause it",
+    "pause texts",
+    "pause the texts",
+    "pause messages",
+    "pause check ins",
+    "pause checkins",
+    "pause for a week",
+    "pausa",
+    "pausar",
+    "pausa por una semana",
+    "pausar mensajes",
+    "pausar los mensajes",
+)
+_PAUSE_COMPOSED = _compose(_PAUSE_WORDS, _COURTESY)
+
+# "resume" and "reanudar" were START words; from someone who opted out they still opt back in
+# (bot/services/self_service.py hands them to the START handling).
+_RESUME_WORDS = (
+    "resume",
+    "resume texts",
+    "resume check ins",
+    "resume checkins",
+    "unpause",
+    "un pause",
+    "seguir",
+    "continuar",
+    "reanudar",
+    "reanudar mensajes",
+    "seguir con los mensajes",
+)
+_RESUME_COMPOSED = _compose(_RESUME_WORDS, _COURTESY)
 
 # --- YES / NO ---------------------------------------------------------------------------------
 
@@ -415,6 +557,18 @@ _NO_WORDS = (
     "no podre ir",
     "no puedo llegar",
     "no puedo asistir",
+    "no voy a llegar",
+    "no llego",
+    "no alcanzo",
+    "no alcanzo a llegar",
+    "no alcanzo a ir",
+    "no ire",
+    "no asistire",
+    "no podre asistir",
+    "no voy a poder llegar",
+    "no voy a poder ir",
+    "no voy a ir a la cita",
+    "no puedo ir a la cita",
     "no gracias",
 )
 _YES_COMPOSED = _compose(_YES_WORDS, (*_COURTESY, "coach", "lol"))
@@ -423,7 +577,12 @@ _NO_COMPOSED = _compose(_NO_WORDS, (*_COURTESY, "sorry", "lo siento", "coach"))
 _NO_PHRASES = _search(
     r"\b(?:cant|cannot|can not|wont|will not|not going to|not gonna|unable to|couldnt|could not)"
     r" (?:make it|make the appointment|make my appointment|be there)\b"
-    r"|\bno (?:puedo|podre|voy a poder) (?:ir|llegar|asistir)\b"
+    # Spanish "can't make it": "no puedo ir", "no voy a poder llegar", "no alcanzo a llegar",
+    # "no voy a ir a la cita". Not "no voy a llegar a tiempo" (late is not a no), nor a bare
+    # "no voy a ir" inside a sentence ("no voy a ir a trabajar"): a coach reads those.
+    r"|\bno (?:puedo|podre|podria|voy a poder|alcanzo a|alcanzare a|voy a alcanzar a)"
+    r" (?:ir|llegar|asistir)\b(?! a tiempo)"
+    r"|\bno (?:voy a (?:ir|llegar|asistir)|ire|llegare|asistire|llego) a (?:la|mi) cita\b"
 )
 
 _YES_EMOJI = frozenset("👍✅👌✔☑")
@@ -492,6 +651,14 @@ def _intent(body: str, text: str) -> Intent:
         return Intent.START
     if _HELP_ALONE.match(text) or (short and _HELP_COMPOSED.match(text)):
         return Intent.HELP
+    if short and _CALL_ME_COMPOSED.match(text):
+        return Intent.CALL_ME
+    if short and _NEXT_COMPOSED.match(text):
+        return Intent.NEXT
+    if short and _PAUSE_COMPOSED.match(text):
+        return Intent.PAUSE
+    if short and _RESUME_COMPOSED.match(text):
+        return Intent.RESUME
     if short and _YES_COMPOSED.match(text):
         return Intent.YES
     if (short and _NO_COMPOSED.match(text)) or _NO_PHRASES.search(text):

@@ -24,6 +24,7 @@ __all__ = [
     "APPOINTMENT_PLACEHOLDERS",
     "MAX_BODY_CHARS",
     "PARTICIPANT_PLACEHOLDERS",
+    "PAUSE_PLACEHOLDERS",
     "STAFF_PLACEHOLDERS",
     "TemplateError",
     "allowed_placeholders_for",
@@ -61,6 +62,16 @@ ALLOWED_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
 )
 """Every placeholder a participant-facing template may use, with a plain-language description."""
 
+PAUSE_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
+    {
+        **PARTICIPANT_PLACEHOLDERS,
+        "resume_date": (
+            "The date check-ins start again, in the participant's language (PAUSE reply only)"
+        ),
+    }
+)
+"""What the reply to PAUSE (``pause_confirm``) may use."""
+
 STAFF_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
     {
         "severity": "How serious the flag is (urgent, high, normal or info)",
@@ -74,14 +85,18 @@ STAFF_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
 def allowed_placeholders_for(key: str) -> Mapping[str, str]:
     """The placeholders a template with this key may use, with their descriptions.
 
-    Reminders (``reminder.<kind>.<offset>``) may use the appointment placeholders; the staff page
+    Reminders (``reminder.<kind>.<offset>``) and the replies to NEXT
+    (``next_appointment.<kind>``) may use the appointment placeholders; the reply to PAUSE
+    (``pause_confirm``) the date check-ins start again (``resume_date``); the staff page
     (``coach_page``) uses only the staff placeholders; every other key may use the participant
     placeholders (first name, coach's first name, program name and phone).
     """
     if key == "coach_page":
         return STAFF_PLACEHOLDERS
-    if key.startswith("reminder."):
+    if key.startswith(("reminder.", "next_appointment.")):
         return ALLOWED_PLACEHOLDERS
+    if key == "pause_confirm":
+        return PAUSE_PLACEHOLDERS
     return PARTICIPANT_PLACEHOLDERS
 
 
@@ -314,6 +329,7 @@ _SAMPLES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "appointment_date": "Tuesday, March 4",
                 "appointment_time": "2:30 PM",
                 "appointment_place": "120 Main St, Room 4",
+                "resume_date": "Tuesday, March 11",
                 "severity": "urgent",
                 "participant_label": "Maria R.",
                 "dashboard_url": "https://checkin.example.org/flags/42",
@@ -328,6 +344,7 @@ _SAMPLES: Mapping[str, Mapping[str, str]] = MappingProxyType(
                 "appointment_date": "martes 4 de marzo",
                 "appointment_time": "2:30 p. m.",
                 "appointment_place": "120 Main St, Room 4",
+                "resume_date": "martes 11 de marzo",
                 "severity": "urgent",
                 "participant_label": "Maria R.",
                 "dashboard_url": "https://checkin.example.org/flags/42",

@@ -157,6 +157,8 @@ class DueContact(NamedTuple):
     coach_id: int | None
     channel: str
     phone: str
+    checkins_paused_until: datetime | None
+    crisis_open: bool
 
 
 def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact]:
@@ -177,6 +179,8 @@ def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact
             p.coach_id,
             p.channel,
             p.phone,
+            p.checkins_paused_until,
+            sendability.crisis_open(c.participant_id).label("crisis_open"),
         )
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
@@ -279,6 +283,12 @@ def enqueue_due(
             zone=zone,
             quiet=quiet,
             withdrawn=withdrawn,
+            hold=sendability.hold_for(
+                contact.kind,
+                now=now,
+                paused_until=contact.checkins_paused_until,
+                crisis_open=contact.crisis_open,
+            ),
         )
         if verdict is not sendability.SEND:
             counts.count(verdict)

@@ -51,6 +51,9 @@ class Participant(Base):
     consent_method: Mapped[str | None] = mapped_column(String(40))
     consent_recorded_by: Mapped[str | None] = mapped_column(String(254))
     opted_out_at: Mapped[datetime | None]
+    # The person's own PAUSE (a text): their check-ins and welcome are held until this instant;
+    # appointment reminders still go. Written only by bot/services/self_service.py.
+    checkins_paused_until: Mapped[datetime | None]
     enrolled_at: Mapped[datetime]
     # Bumped whenever something the plan depends on changes (release date, zone, status);
     # planned contacts of an older version are superseded and never sent.

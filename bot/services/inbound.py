@@ -42,7 +42,7 @@ from bot.models import (
     PlannedContact,
 )
 from bot.phones import PhoneError, normalize_phone, split_channel_address
-from bot.services import audit, expectations
+from bot.services import audit, expectations, self_service
 from bot.services import contacts as planned_contacts
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
@@ -458,6 +458,8 @@ def _notify_reply(session: Session, participant: Participant, now: datetime) -> 
 class _Reply:
     body: str | None = None
     purpose: str = "reply"
+    # The text needs a person (CALL ME): it waits in the inbox (see self_service.Answer).
+    needs_reply: bool = False
 
 
 def _crisis(
@@ -570,6 +572,7 @@ def _participant_keyword(
 ) -> _Reply:
     method = f"{message.channel}_keyword"
     language = participant.language
+    intent = self_service.as_start_if_opted_out(intent, participant)
     if intent is Intent.STOP:
         changed = opt_out(session, participant, now=now, method=method, wording=message.body)
         if carrier or not changed:
@@ -597,6 +600,11 @@ def _participant_keyword(
             return _Reply(None)
         context = participant_context(session, participant, config)
         return _Reply(_render(session, "help", language, context))
+    if intent in self_service.INTENTS:
+        answer = self_service.answer(
+            session, message, participant, intent, now=now, config=config, render=_render
+        )
+        return _Reply(answer.body, needs_reply=answer.needs_reply)
     if intent in (Intent.YES, Intent.NO):
         appointment = reminded_appointment(session, participant, now)
         if appointment is None:
@@ -686,6 +694,7 @@ def process(
         intent=intent,
         crisis_rules=list(crisis.matched),
         replied=reply.body is not None,
+        needs_reply=reply.needs_reply,
     )
     return reply.body
 

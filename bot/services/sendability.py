@@ -16,10 +16,17 @@ rules, in the order they are applied (the first that matches decides):
 | 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
 | 3 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
 | 4 | the caller already settled the message itself (`withdrawn`: its planned contact was cancelled by a re-plan, its appointment cancelled, a later reminder due) | that verdict |
-| 5 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
-| 6 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
-| 7 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
-| 8 | otherwise                                                     | send                            |
+| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
+| 6 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
+| 7 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
+| 8 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
+| 9 | otherwise                                                     | send                            |
+
+Holds (`hold_for`): automation steps back while a person has asked for a break or is in crisis,
+but appointment reminders still go (a missed court date costs more than a text). A PAUSE holds
+until its end; an open crisis flag holds for `CRISIS_RECHECK` at a time, so the held texts go
+on the first pass after a coach resolves the flag, while their windows are still open
+(DESIGN.md, Inbox: "they resume when it resolves").
 
 A status of None is an active person or a recipient who is not a participant. At the last
 look a "cancelled" verdict gives the claim back for the next claim to settle, and "skipped"
@@ -28,17 +35,24 @@ or "deferred" also means that time has run out for the tick (see scheduler/send.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from bot.bulk import in_ids
+from bot.models import Flag
 from bot.services.settings import get_setting
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
 
 # Purposes that still go to a paused or closed participant (never to an opted-out one).
 SENT_WHILE_PAUSED = ("crisis_reply",)
+# Automated outreach that a hold (a PAUSE, an open crisis flag) holds back; reminders still go.
+HOLDABLE = ("welcome", "checkin")
+# How long an open crisis flag holds a welcome or check-in before it is looked at again.
+CRISIS_RECHECK = timedelta(minutes=5)
 
 
 class Verdict(NamedTuple):
@@ -59,6 +73,49 @@ _STATUS = {
     status: Verdict("cancelled", f"participant_{status}")
     for status in ("opted_out", "paused", "closed")
 }
+
+
+class Hold(NamedTuple):
+    until: datetime
+    reason: str  # "crisis_open" or "checkins_paused"
+
+
+def hold_for(
+    purpose: str, *, now: datetime, paused_until: datetime | None, crisis_open: bool
+) -> Hold | None:
+    """The hold on a message of this purpose (or planned contact of this kind), if any."""
+    if purpose not in HOLDABLE:
+        return None
+    if crisis_open:
+        return Hold(now + CRISIS_RECHECK, "crisis_open")
+    if paused_until is not None and paused_until > now:
+        return Hold(paused_until, "checkins_paused")
+    return None
+
+
+def crisis_open(
+    participant_id: ColumnElement[int] | InstrumentedAttribute[int],
+) -> ColumnElement[bool]:
+    """Whether that participant has an unresolved crisis flag (one index probe: the unique
+    index of open flags by participant and reason)."""
+    return exists().where(
+        Flag.participant_id == participant_id, Flag.reason == "crisis", Flag.state != "resolved"
+    )
+
+
+def in_crisis(session: Session, participant_ids: set[int]) -> set[int]:
+    """Those of these participants who have an unresolved crisis flag."""
+    if not participant_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Flag.participant_id).where(
+                in_ids(session, Flag.participant_id, participant_ids),
+                Flag.reason == "crisis",
+                Flag.state != "resolved",
+            )
+        )
+    )
 
 
 class QuietHours:
@@ -99,6 +156,7 @@ def decide(
     quiet: QuietHours,
     ignore_quiet_hours: bool = False,
     withdrawn: Verdict | None = None,
+    hold: Hold | None = None,
     user_active: bool = True,
 ) -> Verdict:
     """Whether a message may go at `now` (see the module's table of rules)."""
@@ -110,6 +168,10 @@ def decide(
         return _WINDOW_CLOSED
     if withdrawn is not None:
         return withdrawn
+    if hold is not None:
+        if not_after is not None and hold.until >= not_after:
+            return Verdict("skipped", hold.reason)
+        return Verdict("deferred", hold.reason, hold.until)
     if not user_active:
         return _USER_INACTIVE
     if not ignore_quiet_hours and quiet.is_quiet(now, zone):

@@ -10,6 +10,7 @@ from messages.defaults import (
     checkin_variant_key,
     default_templates,
     describe_key,
+    next_appointment_key,
     reminder_key,
     template_keys,
 )
@@ -40,9 +41,14 @@ def test_template_keys_are_in_display_order() -> None:
         "unknown_sender",
         "confirm_ack",
         "decline_ack",
+        "callback_ack",
+        *(f"next_appointment.{k}" for k in APPOINTMENT_KINDS),
+        "no_appointment",
+        "pause_confirm",
+        "resume_confirm",
         "coach_page",
     ]
-    assert len(keys) == len(set(keys)) == 5 + 21 + 8
+    assert len(keys) == len(set(keys)) == 5 + 21 + 8 + 4 + 7
 
 
 def test_there_is_a_default_for_every_key_and_language() -> None:
@@ -85,6 +91,33 @@ def test_help_reply_gives_program_phone_how_to_stop_and_988(language: str) -> No
     assert "{{ program_phone }}" in body
     assert "988" in body
     assert ("STOP" if language == "en" else "ALTO") in body
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_help_reply_lists_the_self_service_keywords(language: str) -> None:
+    body = DEFAULTS[("help", language)]
+    words = ("CALL ME", "NEXT", "PAUSE", "RESUME")
+    if language == "es":
+        # Written without accents (LLÁMAME, PRÓXIMA) to stay GSM-7; either spelling works.
+        words = ("LLAMAME", "PROXIMA", "PAUSA", "SEGUIR")
+    assert all(word in body for word in words)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", APPOINTMENT_KINDS)
+def test_next_appointment_replies_are_neutral_and_give_date_time_place(
+    kind: str, language: str
+) -> None:
+    body = DEFAULTS[(next_appointment_key(kind), language)]
+    for placeholder in ("appointment_date", "appointment_time", "appointment_place"):
+        assert f"{{{{ {placeholder} }}}}" in body
+    assert kind not in body.lower() or kind == "other"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_pause_reply_names_the_date_check_ins_start_again(language: str) -> None:
+    assert "{{ resume_date }}" in DEFAULTS[("pause_confirm", language)]
+    assert "resume_date" not in allowed_placeholders_for("resume_confirm")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -178,6 +211,7 @@ def test_reminders_fit_one_gsm7_segment_with_the_sample(language: str, offset: s
 MULTI_SEGMENT = {
     ("welcome", "en"): 2,
     ("welcome", "es"): 2,
+    ("help", "en"): 2,
     ("help", "es"): 2,
     ("crisis", "en"): 2,
     ("crisis", "es"): 4,

@@ -22,6 +22,7 @@ STOP, START, HELP, YES, NO, NONE = (
     Intent.NO,
     Intent.NONE,
 )
+CALL_ME, NEXT, PAUSE, RESUME = Intent.CALL_ME, Intent.NEXT, Intent.PAUSE, Intent.RESUME
 
 # (body, expected intent, carrier_handled)
 CARRIER_CASES: list[tuple[str, Intent, bool]] = [
@@ -139,7 +140,7 @@ START_CASES: list[tuple[str, Intent, bool]] = [
     ("start please", START, False),
     ("YES START", START, False),
     ("Subscribe", START, False),
-    ("resume", START, False),
+    ("resume texting me again", START, False),
     ("opt me back in", START, False),
     ("start texting me again", START, False),
     ("COMENZAR", START, False),
@@ -216,8 +217,82 @@ NO_CASES: list[tuple[str, Intent, bool]] = [
     ("no puedo ir", NO, False),
     ("No puedo ir, lo siento", NO, False),
     ("no voy a poder", NO, False),
+    ("no voy a poder llegar", NO, False),
+    ("No podré ir", NO, False),
+    ("no alcanzo a llegar", NO, False),
+    ("no voy a ir a la cita", NO, False),
+    ("No puedo ir a la cita mañana, perdón", NO, False),
+    ("lo siento, no voy a poder llegar", NO, False),
+    ("no llego a la cita, se me descompuso el carro", NO, False),
+    ("no voy a llegar", NO, False),
+    ("call me, I can't make it", NO, False),
+    # Late is not a no; a bare "no voy a ir" in a sentence is about something else.
+    ("no voy a llegar a tiempo", NONE, False),
+    ("no voy a poder llegar a tiempo, voy 10 min tarde", NONE, False),
+    ("no voy a ir a trabajar hoy", NONE, False),
     ("👎", NO, False),
     ("yes but I can't make it at 10", NO, False),
+]
+
+SELF_SERVICE_CASES: list[tuple[str, Intent, bool]] = [
+    ("CALL ME", CALL_ME, False),
+    ("call me", CALL_ME, False),
+    ("Call me please", CALL_ME, False),
+    ("pls call me", CALL_ME, False),
+    ("can you call me?", CALL_ME, False),
+    ("Can you call me when you can", CALL_ME, False),
+    ("call me when you can", CALL_ME, False),
+    ("call me back asap", CALL_ME, False),
+    ("call me tomorrow", CALL_ME, False),
+    ("give me a call", CALL_ME, False),
+    ("LLÁMAME", CALL_ME, False),
+    ("llamame", CALL_ME, False),
+    ("llámame por favor", CALL_ME, False),
+    ("llámame cuando puedas", CALL_ME, False),
+    ("¿Me puedes llamar?", CALL_ME, False),
+    ("me puede llamar mañana", CALL_ME, False),
+    ("they call me Jay", NONE, False),
+    ("don't call me", NONE, False),
+    ("I'll call you tomorrow", NONE, False),
+    ("call me crazy but I like it here", NONE, False),
+    (
+        "Can you call me tomorrow? I got kicked out of my place and I'm sleeping in my car",
+        NONE,
+        False,
+    ),
+    ("me llamo José", NONE, False),
+    ("stop calling me", STOP, False),
+    ("NEXT", NEXT, False),
+    ("next", NEXT, False),
+    ("Next appt?", NEXT, False),
+    ("next appointment please", NEXT, False),
+    ("when is my next appointment?", NEXT, False),
+    ("What's my next appt", NEXT, False),
+    ("PRÓXIMA", NEXT, False),
+    ("proxima cita", NEXT, False),
+    ("¿Cuál es mi próxima cita?", NEXT, False),
+    ("¿cuándo es mi cita?", NEXT, False),
+    ("next week", NONE, False),
+    ("see you next week", NONE, False),
+    ("next time", NONE, False),
+    ("la próxima semana", NONE, False),
+    ("PAUSE", PAUSE, False),
+    ("pause please", PAUSE, False),
+    ("Pause texts", PAUSE, False),
+    ("PAUSA", PAUSE, False),
+    ("pausa por favor", PAUSE, False),
+    ("I had to pause my classes this week", NONE, False),
+    ("can we pause and talk tomorrow", NONE, False),
+    ("RESUME", RESUME, False),
+    ("resume", RESUME, False),
+    ("resume please", RESUME, False),
+    ("unpause", RESUME, False),
+    ("SEGUIR", RESUME, False),
+    ("continuar", RESUME, False),
+    ("Reanudar", RESUME, False),
+    ("I want to continuar my classes", NONE, False),
+    ("I'm working on my resume", NONE, False),
+    ("quiero seguir adelante", NONE, False),
 ]
 
 OTHER_CASES: list[tuple[str, Intent, bool]] = [
@@ -240,6 +315,7 @@ ALL_CASES = (
     + HELP_CASES
     + YES_CASES
     + NO_CASES
+    + SELF_SERVICE_CASES
     + OTHER_CASES
 )
 
@@ -271,7 +347,18 @@ def test_only_bare_carrier_words_are_carrier_handled(body: str) -> None:
 
 def test_intent_values_are_stable_strings() -> None:
     # Stored in the database and compared by other services: the values are part of the contract.
-    assert [i.value for i in Intent] == ["stop", "start", "help", "yes", "no", "none"]
+    assert [i.value for i in Intent] == [
+        "stop",
+        "start",
+        "help",
+        "yes",
+        "no",
+        "call_me",
+        "next",
+        "pause",
+        "resume",
+        "none",
+    ]
 
 
 def test_normalize_folds_case_accents_punctuation_and_repeats() -> None:

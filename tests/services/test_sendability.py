@@ -9,12 +9,14 @@ import pytest
 
 from bot.services.sendability import (
     APPOINTMENT_CANCELLED,
+    CRISIS_RECHECK,
     LATER_REMINDER_DUE,
     SEND,
     SUPERSEDED,
     QuietHours,
     Verdict,
     decide,
+    hold_for,
 )
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -101,3 +103,36 @@ def test_the_quiet_hours_answer_follows_the_instant_asked_about() -> None:
     assert quiet.is_quiet(NIGHT, NEW_YORK)
     assert not quiet.is_quiet(DAY, NEW_YORK)  # not the answer kept for NIGHT
     assert quiet.is_quiet(NIGHT, NEW_YORK)
+
+
+@pytest.mark.parametrize("purpose", ["welcome", "checkin"])
+def test_an_open_crisis_holds_automated_outreach_and_looks_again_soon(purpose: str) -> None:
+    hold = hold_for(purpose, now=DAY, paused_until=None, crisis_open=True)
+    assert _decide(purpose=purpose, hold=hold) == Verdict(
+        "deferred", "crisis_open", DAY + CRISIS_RECHECK
+    )
+
+
+@pytest.mark.parametrize("purpose", ["reminder", "crisis_reply", "page", "reply"])
+def test_neither_a_crisis_nor_a_pause_holds_reminders_replies_or_pages(purpose: str) -> None:
+    assert (
+        hold_for(purpose, now=DAY, paused_until=DAY + timedelta(days=7), crisis_open=True) is None
+    )
+
+
+def test_a_pause_holds_a_check_in_until_it_ends_and_then_no_longer() -> None:
+    until = DAY + timedelta(days=2)
+    hold = hold_for("checkin", now=DAY, paused_until=until, crisis_open=False)
+    assert _decide(hold=hold, not_after=DAY + timedelta(days=3)) == Verdict(
+        "deferred", "checkins_paused", until
+    )
+    assert hold_for("checkin", now=until, paused_until=until, crisis_open=False) is None
+
+
+def test_a_hold_that_outlasts_the_window_skips_the_message_with_the_holds_reason() -> None:
+    hold = hold_for("checkin", now=DAY, paused_until=DAY + timedelta(days=7), crisis_open=False)
+    assert _decide(hold=hold) == Verdict("skipped", "checkins_paused")
+    crisis = hold_for("checkin", now=DAY, paused_until=None, crisis_open=True)
+    assert _decide(hold=crisis, not_after=DAY + timedelta(minutes=1)) == Verdict(
+        "skipped", "crisis_open"
+    )

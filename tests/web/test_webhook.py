@@ -835,3 +835,114 @@ def test_four_identical_ordinary_replies_at_once_store_one_row_and_count_one_rep
     assert session.get_one(Flag, flag.id).state == "resolved"
     auto = select(func.count()).where(FlagEvent.kind == "auto_resolved")
     assert session.scalar(auto) == 1
+
+
+# --- self-service keywords --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "body", "expected"),
+    [
+        ("en", "CALL ME", "Thanks, Sam. Dana will call you."),
+        ("es", "llámame por favor", "Gracias, Sam. Dana te va a llamar."),
+    ],
+)
+def test_call_me_is_answered_in_the_persons_language(
+    client: FlaskClient, session: Session, now: datetime, language: str, body: str, expected: str
+) -> None:
+    coach = make_user(session, now, name="Dana Coach")
+    sam = make_participant(session, now, language=language, coach_id=coach.id)
+    session.commit()
+    assert message_of(post(client, "/twilio/inbound", inbound_form(sam.phone, body))) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "body", "expected"),
+    [
+        ("en", "NEXT", "Sam, your next appointment is "),
+        ("es", "PRÓXIMA", "Sam, tu siguiente cita es el "),
+    ],
+)
+def test_next_names_the_next_appointment_in_the_persons_language(
+    client: FlaskClient, session: Session, now: datetime, language: str, body: str, expected: str
+) -> None:
+    sam = make_participant(session, now, language=language)
+    make_appointment(session, sam, datetime.now(UTC) + timedelta(days=2), now, location="Room 4")
+    session.commit()
+    reply = message_of(post(client, "/twilio/inbound", inbound_form(sam.phone, body)))
+    assert reply is not None and reply.startswith(expected) and reply.endswith("Room 4.")
+
+
+@pytest.mark.parametrize(
+    ("language", "body", "expected"),
+    [
+        ("en", "next appt?", "I don't have an upcoming appointment"),
+        ("es", "proxima cita", "no tengo"),
+    ],
+)
+def test_next_without_an_appointment_says_so(
+    client: FlaskClient, session: Session, now: datetime, language: str, body: str, expected: str
+) -> None:
+    sam = make_participant(session, now, language=language)
+    session.commit()
+    reply = message_of(post(client, "/twilio/inbound", inbound_form(sam.phone, body)))
+    assert reply is not None and expected in reply
+
+
+@pytest.mark.parametrize(
+    ("language", "pause", "resume", "paused_words", "resumed_words"),
+    [
+        ("en", "PAUSE", "RESUME", "Check-ins are paused", "Check-ins are on again"),
+        ("es", "PAUSA", "SEGUIR", "Pausamos el seguimiento", "Volvemos con los mensajes"),
+    ],
+)
+def test_pause_and_resume_are_confirmed_in_the_persons_language(
+    client: FlaskClient,
+    session: Session,
+    now: datetime,
+    language: str,
+    pause: str,
+    resume: str,
+    paused_words: str,
+    resumed_words: str,
+) -> None:
+    sam = make_participant(session, now, language=language)
+    session.commit()
+    sam_id, phone = sam.id, sam.phone
+    done_reading(session)
+    paused = message_of(post(client, "/twilio/inbound", inbound_form(phone, pause)))
+    assert paused is not None and paused_words in paused
+    session.expire_all()
+    until = session.get_one(Participant, sam_id).checkins_paused_until
+    done_reading(session)
+    assert until is not None and until - datetime.now(UTC) > timedelta(days=6, hours=23)
+    resumed = message_of(post(client, "/twilio/inbound", inbound_form(phone, resume)))
+    assert resumed is not None and resumed_words in resumed
+    session.expire_all()
+    assert session.get_one(Participant, sam_id).checkins_paused_until is None
+
+
+def test_help_lists_the_self_service_keywords(client: FlaskClient, person: Participant) -> None:
+    reply = message_of(post(client, "/twilio/inbound", inbound_form(person.phone, "HELP")))
+    assert reply is not None
+    assert all(word in reply for word in ("CALL ME", "NEXT", "PAUSE", "RESUME", "STOP"))
+
+
+@pytest.mark.parametrize(
+    "body", ["no puedo ir", "No voy a poder llegar, lo siento", "no alcanzo a llegar"]
+)
+def test_spanish_cant_make_it_declines_the_reminded_appointment(
+    client: FlaskClient, session: Session, now: datetime, body: str
+) -> None:
+    from bot.models import Appointment
+
+    maria = make_participant(session, now, language="es")
+    session.commit()
+    starts = datetime.now(UTC) + timedelta(days=1)
+    appointment_id = _remind(session, maria, starts, datetime.now(UTC) - timedelta(days=1))
+    reply = message_of(post(client, "/twilio/inbound", inbound_form(maria.phone, body)))
+    assert reply is not None and reply.startswith("Gracias por avisar")
+    session.expire_all()
+    assert session.get_one(Appointment, appointment_id).status == "declined"
+    flag = session.scalars(select(Flag).where(Flag.reason == "appointment_declined")).one()
+    assert flag.participant_id == maria.id

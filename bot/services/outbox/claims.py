@@ -137,13 +137,17 @@ def claim_batch(
         return [], 0
     participant_ids = {r.participant_id for r in rows if r.participant_id is not None}
     people = {
-        pid: (status, timezone)
-        for pid, status, timezone in session.execute(
-            select(Participant.id, Participant.status, Participant.timezone).where(
-                in_ids(session, Participant.id, participant_ids)
-            )
+        pid: (status, timezone, paused_until)
+        for pid, status, timezone, paused_until in session.execute(
+            select(
+                Participant.id,
+                Participant.status,
+                Participant.timezone,
+                Participant.checkins_paused_until,
+            ).where(in_ids(session, Participant.id, participant_ids))
         )
     }
+    in_crisis = sendability.in_crisis(session, participant_ids)
     contact_ids = {r.planned_contact_id for r in rows if r.planned_contact_id is not None}
     contact_states = {
         cid: state
@@ -178,10 +182,16 @@ def claim_batch(
         if recipient in recipients:
             continue  # the next batch, after this one's outcome
         looked += 1
-        zone, status = program_zone, None
+        zone, status, hold = program_zone, None, None
         if row.participant_id is not None:
-            status, timezone = people[row.participant_id]
+            status, timezone, paused_until = people[row.participant_id]
             zone = ZoneInfo(timezone)
+            hold = sendability.hold_for(
+                row.purpose,
+                now=now,
+                paused_until=paused_until,
+                crisis_open=row.participant_id in in_crisis,
+            )
         verdict = sendability.decide(
             now,
             status=status,
@@ -194,6 +204,7 @@ def claim_batch(
             if row.participant_id is not None
             and contact_states.get(row.planned_contact_id) == "cancelled"
             else None,
+            hold=hold,
             user_active=row.participant_id is not None
             or row.user_id is None
             or row.user_id in active_users,
