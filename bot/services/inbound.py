@@ -42,7 +42,7 @@ from bot.models import (
     PlannedContact,
 )
 from bot.phones import PhoneError, normalize_phone, split_channel_address
-from bot.services import audit, expectations
+from bot.services import audit, expectations, inbox
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
 from bot.services.paging import start_ladder
@@ -699,6 +699,8 @@ def process(
     message.intent = intent
     message.processing_state = "processed"
     message.processed_at = now
+    # Whether it waits for a person (DESIGN.md §2 "Inbox"): bot.services.inbox decides.
+    inbox.settle(session, message, carrier=keyword.carrier_handled, now=now)
     log_event(
         log,
         "inbound.processed",
