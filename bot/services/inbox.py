@@ -270,17 +270,19 @@ def waiting_conversations(
 ) -> list[Waiting]:
     """The conversations waiting for a reply that the viewer may see, oldest wait first."""
     visible = _visible_waiting(viewer, session)
-    known = session.execute(
-        select(
-            InboundMessage.participant_id,
-            func.min(InboundMessage.received_at).label("since"),
-            func.count().label("texts"),
-        )
-        .where(visible, InboundMessage.participant_id.is_not(None))
-        .group_by(InboundMessage.participant_id)
-        .order_by(func.min(InboundMessage.received_at), InboundMessage.participant_id)
-        .limit(limit)
-    ).all()
+    known: list[Any] = list(
+        session.execute(
+            select(
+                InboundMessage.participant_id,
+                func.min(InboundMessage.received_at).label("since"),
+                func.count().label("texts"),
+            )
+            .where(visible, InboundMessage.participant_id.is_not(None))
+            .group_by(InboundMessage.participant_id)
+            .order_by(func.min(InboundMessage.received_at), InboundMessage.participant_id)
+            .limit(limit)
+        ).all()
+    )
     unknown: list[Any] = []
     if sees_everyone(viewer):
         unknown = list(
