@@ -234,3 +234,28 @@ def test_a_refused_reply_keeps_the_typed_text_and_shows_the_reason_next_to_the_b
     assert error and "Please rephrase without: probation" in error.group(1)
     assert page.index('id="reply-error"') < page.index('id="reply-body"')
     assert session.scalars(select(OutboundMessage)).all() == []
+
+
+def test_the_flag_page_shows_the_text_that_raised_the_flag(
+    client: FlaskClient, session: Session, now: datetime
+) -> None:
+    coach = make_user(session, now, email="a@example.org")
+    sam = make_participant(session, now, first_name="Sam", coach_id=coach.id)
+    trigger = _text(session, sam.id, sam.phone, "nobody would miss me", now - timedelta(hours=1))
+    flag = raise_flag(
+        session,
+        reason="crisis",
+        severity="urgent",
+        now=now - timedelta(hours=1),
+        participant_id=sam.id,
+        detail={"inbound_message_id": trigger},
+    ).flag
+    _text(session, sam.id, sam.phone, "ok", now - timedelta(minutes=5))
+    make_sent_message(session, sam, now, purpose="reminder", body="Reminder: court at 9")
+    session.commit()
+    assert flag.trigger_message_id == trigger
+    assert login(client, "a@example.org").status_code == 302
+    page = client.get(f"/flags/{flag.id}").get_data(as_text=True)
+    section = re.search(r'id="trigger".*?</section>', page, re.S)
+    assert section and "nobody would miss me" in section.group(0)
+    assert "court" not in section.group(0)
