@@ -101,6 +101,7 @@ class QueueItem:
             "urgent": self.urgent,
             "waiting_since": _iso(self.waiting_since) if self.waiting_since else None,
             "waiting_age": time_since(self.waiting_since, now) if self.waiting_since else None,
+            "waiting_label": waited(self.waiting_since, now) if self.waiting_since else None,
             "url": self.url,
             "flag_url": f"/flags/{self.flag_id}",
         }
@@ -127,7 +128,10 @@ class Queue:
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         return {
-            "waiting": [w.as_json(now, time_since(w.since, now)) for w in self.waiting],
+            "waiting": [
+                {**w.as_json(now, time_since(w.since, now)), "waiting_label": waited(w.since, now)}
+                for w in self.waiting
+            ],
             "waiting_count": self.waiting_total,
             "shows_coach": self.shows_coach,
             "total": self.total,
@@ -158,6 +162,12 @@ def time_since(then: datetime, now: datetime) -> str:
         return f"{hours} h ago"
     days = hours // 24
     return "1 day ago" if days == 1 else f"{days} days ago"
+
+
+def waited(since: datetime, now: datetime) -> str:
+    """The waiting badge: "new" for a text under a minute old, else "waiting 3 h"."""
+    age = time_since(since, now)
+    return "new" if age == "just now" else "waiting " + age.removesuffix(" ago")
 
 
 def _preview(body: str) -> str:

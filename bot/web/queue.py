@@ -10,7 +10,7 @@ from bot.models import InboundMessage
 from bot.services import inbox
 from bot.services.audit import record
 from bot.services.caseload import get_visible_participant, sees_everyone
-from bot.services.queue import load_queue, time_since
+from bot.services.queue import load_queue, time_since, waited
 
 from .auth import current_staff
 from .context import db, utcnow
@@ -41,6 +41,7 @@ def index() -> str:
         queue=queue,
         now=now,
         time_since=time_since,
+        waited=waited,
         poll_seconds=int(current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)),
     )
 

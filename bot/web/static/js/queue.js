@@ -31,8 +31,6 @@
     return node;
   }
 
-  function waited(age) { return "waiting " + age.replace(" ago", ""); }
-
   function renderFlag(item, showsCoach) {
     var li = el("li", "queue-item queue-item--" + item.severity);
     li.setAttribute("data-flag-id", String(item.flag_id));
@@ -44,8 +42,8 @@
     if (item.state === "acknowledged") {
       head.appendChild(el("span", "badge badge--state", "acknowledged"));
     }
-    if (item.waiting_age) {
-      head.appendChild(el("span", "badge badge--waiting", waited(item.waiting_age)));
+    if (item.waiting_label) {
+      head.appendChild(el("span", "badge badge--waiting", item.waiting_label));
     }
     li.appendChild(head);
     var reason = item.reason_label + (item.occurrences > 1 ? " (" + item.occurrences + " times)" : "");
@@ -88,7 +86,7 @@
       name = el("span", "queue-item__name", w.label);
     }
     head.appendChild(name);
-    head.appendChild(el("span", "badge badge--waiting", waited(w.age)));
+    head.appendChild(el("span", "badge badge--waiting", w.waiting_label));
     li.appendChild(head);
     var text = el("p", "queue-item__preview");
     text.appendChild(el("span", "visually-hidden", "Their text, "));
