@@ -253,7 +253,9 @@ def test_a_crisis_text_puts_the_urgent_card_first_with_its_words(
     context.close()
 
 
-def test_a_refused_reply_keeps_its_text(browser: Any, live_server: LiveServer) -> None:
+def test_a_refused_reply_keeps_its_text(
+    browser: Any, live_server: LiveServer, artifacts: Path
+) -> None:
     people = _seed_coach(live_server, Sam="America/New_York")
     sam_id = people["Sam"][0]
     context = browser.new_context(viewport=PHONE)
@@ -268,6 +270,7 @@ def test_a_refused_reply_keeps_its_text(browser: Any, live_server: LiveServer) -
     error = page.locator("#reply-error")
     assert "probation" in error.inner_text()
     _no_sideways_scroll(page, "the refused reply on a phone")
+    page.locator("#reply").screenshot(path=str(artifacts / "inbox-refused-reply-phone.png"))
     with live_server.sessions() as session:
         assert session.scalars(select(OutboundMessage)).all() == []
     context.close()
