@@ -17,6 +17,11 @@ severity (`severity_raised`). `no_reply` is normal, high from `misses_before_hig
 row (misses since the person's last reply); `unconfirmed_appointment` is normal. A flag that
 becomes high starts its ladder (bot.services.ladder) in the same sweep.
 
+`unanswered_step` does the same for texts waiting for a reply (bot.services.inbox): a
+participant whose oldest waiting text is older than `unanswered_text_hours` gets one
+`unanswered_text` flag, normal, raised to high once the text has waited 48 hours. A staff reply
+or "no reply needed" resolves it (bot.services.inbox.end_wait), never the sweep.
+
 Each batch is committed on its own (small steps), so a long backlog does not hold locks.
 """
 
@@ -27,7 +32,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import and_, case, exists, func, insert, or_, select, text, update
@@ -55,6 +60,8 @@ from bot.services.settings import get_setting
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
+# A text waiting for a reply this long raises its `unanswered_text` flag to high.
+UNANSWERED_HIGH_AFTER = timedelta(hours=48)
 # Bind parameters per IN list (SQLite's limit is 32766; smaller lists keep plans simple).
 _CHUNK = 1000
 _T = TypeVar("_T")
@@ -460,6 +467,98 @@ def sweep_step(
     return len(rows) == limit
 
 
+def unanswered_step(
+    session: Session, now: datetime, counts: SweepCounts, *, limit: int = BATCH_SIZE
+) -> bool:
+    """Raise `unanswered_text` for up to `limit` participants whose oldest text waiting for a
+    reply is older than the setting, high once it has waited UNANSWERED_HIGH_AFTER; returns
+    whether more may be due. Reads the inbox's partial index (waiting texts only)."""
+    rules = get_setting(session, "escalation")
+    after = timedelta(hours=float(rules.get("unanswered_text_hours", 24)))
+    high_before = now - UNANSWERED_HIGH_AFTER
+    already_high = exists().where(
+        Flag.participant_id == InboundMessage.participant_id,
+        Flag.reason == "unanswered_text",
+        Flag.state != "resolved",
+        Flag.severity == "high",
+    )
+    oldest = func.min(InboundMessage.received_at)
+    rows = session.execute(
+        select(InboundMessage.participant_id, oldest.label("since"))
+        .where(
+            InboundMessage.needs_reply.is_(True),
+            InboundMessage.participant_id.is_not(None),
+            InboundMessage.received_at <= now - after,
+            ~already_high,
+        )
+        .group_by(InboundMessage.participant_id)
+        .order_by(oldest, InboundMessage.participant_id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return False
+    since = {int(row.participant_id): row.since for row in rows}
+    _lock_participants(session, list(since))
+    keys = [(pid, "unanswered_text") for pid in since]
+    existing = _unresolved_flags(session, keys, lock=True)
+
+    def severity(pid: int) -> str:
+        return "high" if since[pid] <= high_before else "normal"
+
+    new_rows = [
+        {
+            "participant_id": pid,
+            "reason": "unanswered_text",
+            "severity": severity(pid),
+            "state": "open",
+            "occurrences": 1,
+            "opened_at": now,
+            "updated_at": now,
+            "ladder_step": 0,
+        }
+        for pid, reason in keys
+        if (pid, reason) not in existing
+    ]
+    inserted = _insert_flags(session, new_rows)
+    events: list[dict[str, Any]] = []
+    flag_updates: list[dict[str, Any]] = []
+    for (pid, _reason), flag_id in inserted.items():
+        detail = {"severity": severity(pid), "waiting_since": since[pid].isoformat()}
+        events.append(
+            {
+                "flag_id": flag_id,
+                "at": now,
+                "kind": "opened",
+                "actor_user_id": None,
+                "detail": detail,
+            }
+        )
+        counts.flags_opened += 1
+    for (pid, _reason), row in existing.items():
+        if row.severity != "normal" or severity(pid) != "high":
+            continue  # the same wait, already flagged as it stands
+        flag_updates.append({"id": row.id, "severity": "high", "updated_at": now})
+        events.append(
+            {
+                "flag_id": row.id,
+                "at": now,
+                "kind": "severity_raised",
+                "actor_user_id": None,
+                "detail": {
+                    "from": "normal",
+                    "to": "high",
+                    "waiting_since": since[pid].isoformat(),
+                },
+            }
+        )
+        counts.flags_raised += 1
+    if flag_updates:
+        session.execute(update(Flag), flag_updates)
+    if events:
+        _insert_events(session, now, events)
+    return len(rows) == limit
+
+
 def sweep(
     session: Session,
     now: datetime,
@@ -479,6 +578,9 @@ def sweep(
     counts.cancelled += created.superseded
     session.commit()
     while sweep_step(session, now, counts, limit=batch_size):
+        session.commit()
+    session.commit()
+    while unanswered_step(session, now, counts, limit=batch_size):
         session.commit()
     session.commit()
     if config is None:

@@ -19,6 +19,7 @@ REASONS = (
     "crisis",
     "opted_out",
     "unknown_sender",
+    "unanswered_text",
 )
 SEVERITIES = ("info", "normal", "high", "urgent")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -85,6 +86,11 @@ class Flag(Base):
     # Escalation ladder: the next step to page and when.
     ladder_step: Mapped[int] = mapped_column(server_default="0")
     next_page_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The text that raised the flag (a crisis text, an unknown sender's first text), shown on
+    # the urgent card and the flag page rather than whatever was said or sent since.
+    trigger_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL")
+    )
 
 
 class FlagEvent(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, false, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, false, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, in_list
@@ -28,6 +28,10 @@ OUTBOUND_STATUSES = (
     "cancelled",
 )
 PROCESSING_STATES = ("received", "processed", "failed")
+# How a text stopped waiting for a reply (bot.services.inbox): automation fully answered it, a
+# staff member replied, or a staff member said no reply is needed.
+ANSWER_KINDS = ("automatic", "reply", "no_reply_needed")
+_WAITING = "needs_reply"
 _UNSENT = "status IN ('pending', 'sending')"
 
 
@@ -108,6 +112,16 @@ class InboundMessage(Base):
         # processing_state, not even a partial one: that would turn the webhook's "processed"
         # UPDATE of every text from a HOT update into one that rewrites every index.
         Index("ix_inbound_messages_received_at", "received_at"),
+        CheckConstraint(in_list("answer_kind", ANSWER_KINDS), name="answer_kind"),
+        # The inbox: the texts still waiting for a person, and nothing else. Partial, so the
+        # webhook's "processed" UPDATE stays HOT and an answered text leaves the index.
+        Index(
+            "ix_inbound_messages_waiting",
+            "participant_id",
+            "received_at",
+            postgresql_where=text(_WAITING),
+            sqlite_where=text(_WAITING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -129,6 +143,15 @@ class InboundMessage(Base):
     # What the bot understood: stop, start, help, yes, no, crisis, none.
     intent: Mapped[str | None] = mapped_column(String(12))
     processed_at: Mapped[datetime | None]
+    # Waiting for a person to reply (DESIGN.md §2 "Inbox"). Every text waits from the moment it
+    # is stored; processing ends the wait of one automation fully answered (bot.services.inbox),
+    # and a staff reply or "no reply needed" ends it for all of the sender's waiting texts.
+    needs_reply: Mapped[bool] = mapped_column(server_default=true())
+    answered_at: Mapped[datetime | None]
+    answered_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    answer_kind: Mapped[str | None] = mapped_column(String(20))
 
 
 class EarlyStatusCallback(Base):

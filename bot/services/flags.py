@@ -56,6 +56,12 @@ def _find_unresolved(
     return session.scalars(query).first()
 
 
+def _trigger(detail: dict[str, Any] | None) -> int | None:
+    """The inbound text that raised a flag, when the raiser named one."""
+    value = (detail or {}).get("inbound_message_id")
+    return value if isinstance(value, int) else None
+
+
 def raise_flag(
     session: Session,
     *,
@@ -77,6 +83,7 @@ def raise_flag(
     existing = _find_unresolved(session, reason, participant_id, sender_address)
     if existing is None:
         flag = Flag(
+            trigger_message_id=_trigger(detail),
             participant_id=participant_id,
             sender_address=sender_address if participant_id is None else None,
             reason=reason,
@@ -100,6 +107,8 @@ def raise_flag(
             return FlagOutcome(flag, created=True, severity_raised=False)
     existing.occurrences += 1
     existing.updated_at = now
+    if existing.trigger_message_id is None:
+        existing.trigger_message_id = _trigger(detail)
     raised = SEVERITY_RANK[severity] > SEVERITY_RANK[existing.severity]
     if raised:
         add_event(

@@ -42,7 +42,7 @@ from bot.models import (
     PlannedContact,
 )
 from bot.phones import PhoneError, normalize_phone, split_channel_address
-from bot.services import audit, expectations, self_service
+from bot.services import audit, expectations, inbox, self_service
 from bot.services import contacts as planned_contacts
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
@@ -685,6 +685,8 @@ def process(
     message.intent = intent
     message.processing_state = "processed"
     message.processed_at = now
+    # Whether it waits for a person (DESIGN.md §2 "Inbox"): bot.services.inbox decides.
+    inbox.settle(session, message, carrier=keyword.carrier_handled, now=now)
     log_event(
         log,
         "inbound.processed",

@@ -1,21 +1,23 @@
-"""The flagged queue: unresolved flags in the viewer's caseload, urgent first, then high, then
-oldest; each with the last message of the conversation, and counts by reason.
+"""The queue (`/`): urgent flags first, then the conversations waiting for a reply (oldest wait
+first; bot.services.inbox), then the other flags, high before normal, oldest first; each flag
+with the text that raised it or else the conversation's last message, and counts by reason.
 
 Built for the coach's home page and the JSON endpoint it polls; all filtering is in SQL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from bot.models import Flag, InboundMessage, OutboundMessage, Participant
+from bot.models import Flag, InboundMessage, OutboundMessage, Participant, User
 from bot.services.caseload import Viewer, caseload_clause, sees_everyone
 from bot.services.flags import SEVERITY_ORDER
+from bot.services.inbox import Waiting, waiting_conversations, waiting_count
 
 QUEUE_LIMIT = 200
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
@@ -30,6 +32,7 @@ REASON_LABELS = {
     "delivery_unknown": "Not sure a text was delivered",
     "opted_out": "Opted out of texts",
     "unknown_sender": "Text from an unknown number",
+    "unanswered_text": "A text has waited too long for a reply",
 }
 
 
@@ -58,6 +61,15 @@ class QueueItem:
     preview: str | None
     preview_direction: str | None  # "in" or "out"
     preview_at: datetime | None
+    # The text that raised the flag is the preview (not whatever was said or sent since).
+    preview_is_trigger: bool = False
+    coach_name: str | None = None
+    # When the person's oldest text waiting for a reply came in (None: nothing waits).
+    waiting_since: datetime | None = None
+
+    @property
+    def urgent(self) -> bool:
+        return self.severity == "urgent"
 
     @property
     def reason_label(self) -> str:
@@ -84,6 +96,12 @@ class QueueItem:
             "preview": self.preview,
             "preview_direction": self.preview_direction,
             "preview_at": _iso(self.preview_at) if self.preview_at else None,
+            "preview_is_trigger": self.preview_is_trigger,
+            "coach": self.coach_name,
+            "urgent": self.urgent,
+            "waiting_since": _iso(self.waiting_since) if self.waiting_since else None,
+            "waiting_age": time_since(self.waiting_since, now) if self.waiting_since else None,
+            "waiting_label": waited(self.waiting_since, now) if self.waiting_since else None,
             "url": self.url,
             "flag_url": f"/flags/{self.flag_id}",
         }
@@ -91,12 +109,31 @@ class QueueItem:
 
 @dataclass(frozen=True)
 class Queue:
-    items: list[QueueItem]
+    items: list[QueueItem]  # every flag shown, urgent first
     total: int
     counts: dict[str, int]
+    # Conversations waiting for a reply, oldest wait first; a person whose urgent card is shown
+    # is not listed again (the card says their text waits).
+    waiting: list[Waiting] = field(default_factory=list)
+    shows_coach: bool = False
+    waiting_total: int = 0  # conversations waiting, urgent cards' people included
+
+    @property
+    def urgent(self) -> list[QueueItem]:
+        return [item for item in self.items if item.urgent]
+
+    @property
+    def others(self) -> list[QueueItem]:
+        return [item for item in self.items if not item.urgent]
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         return {
+            "waiting": [
+                {**w.as_json(now, time_since(w.since, now)), "waiting_label": waited(w.since, now)}
+                for w in self.waiting
+            ],
+            "waiting_count": self.waiting_total,
+            "shows_coach": self.shows_coach,
             "total": self.total,
             "shown": len(self.items),
             "counts": [
@@ -127,6 +164,12 @@ def time_since(then: datetime, now: datetime) -> str:
     return "1 day ago" if days == 1 else f"{days} days ago"
 
 
+def waited(since: datetime, now: datetime) -> str:
+    """The waiting badge: "new" for a text under a minute old, else "waiting 3 h"."""
+    age = time_since(since, now)
+    return "new" if age == "just now" else "waiting " + age.removesuffix(" ago")
+
+
 def _preview(body: str) -> str:
     text = " ".join(body.split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
@@ -147,12 +190,16 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
     position = {flag_id: n for n, flag_id in enumerate(page_ids)}
     rows = sorted(
         session.execute(
-            select(Flag, Participant.first_name, Participant.external_id)
+            select(Flag, Participant.first_name, Participant.external_id, User.name.label("coach"))
             .outerjoin(Participant, Flag.participant_id == Participant.id)
+            .outerjoin(User, User.id == Participant.coach_id)
             .where(Flag.id.in_(page_ids))
         ).all(),
         key=lambda row: position[row.Flag.id],
     )
+    waiting = waiting_conversations(session, viewer)
+    waiting_since = {w.participant_id: w.since for w in waiting if w.participant_id is not None}
+    triggers = _triggers(session, [r.Flag.trigger_message_id for r in rows])
     inbound, outbound = _last_messages(
         session, {r.Flag.participant_id for r in rows if r.Flag.participant_id is not None}
     )
@@ -173,7 +220,10 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
             got_in = unknown_last.get(flag.sender_address or "")
             got_out = None
             label = f"Unknown number {_mask(flag.sender_address)}"
-        if got_in is not None and (got_out is None or got_in.at >= got_out.at):
+        trigger = triggers.get(flag.trigger_message_id or 0)
+        if trigger is not None:
+            preview, direction, preview_at = _preview(trigger.body), "in", trigger.at
+        elif got_in is not None and (got_out is None or got_in.at >= got_out.at):
             preview, direction, preview_at = _preview(got_in.body), "in", got_in.at
         elif got_out is not None:
             preview, direction, preview_at = _preview(got_out.body), "out", got_out.at
@@ -190,8 +240,14 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
                 preview=preview,
                 preview_direction=direction,
                 preview_at=preview_at,
+                preview_is_trigger=trigger is not None,
+                coach_name=row.coach,
+                waiting_since=waiting_since.get(flag.participant_id)
+                if flag.participant_id is not None
+                else None,
             )
         )
+    on_urgent_cards = {i.participant_id for i in items if i.urgent and i.participant_id}
 
     counts_rows = session.execute(
         _visible_unresolved(select(Flag.reason, func.count()), caseload)
@@ -199,7 +255,29 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
         .order_by(func.count().desc(), Flag.reason)
     ).all()
     counts = {reason: int(count) for reason, count in counts_rows}
-    return Queue(items=items, total=sum(counts.values()), counts=counts)
+    return Queue(
+        items=items,
+        total=sum(counts.values()),
+        counts=counts,
+        waiting=[w for w in waiting if w.participant_id not in on_urgent_cards],
+        shows_coach=sees_everyone(viewer),
+        waiting_total=waiting_count(session, viewer),
+    )
+
+
+def _triggers(session: Session, message_ids: list[int | None]) -> dict[int, Last]:
+    """The texts that raised the flags on the page."""
+    wanted = [i for i in message_ids if i is not None]
+    if not wanted:
+        return {}
+    return {
+        message_id: Last(body, at)
+        for message_id, body, at in session.execute(
+            select(InboundMessage.id, InboundMessage.body, InboundMessage.received_at).where(
+                InboundMessage.id.in_(wanted)
+            )
+        )
+    }
 
 
 def _visible_unresolved(query: S, caseload: ColumnElement[bool] | None) -> S:

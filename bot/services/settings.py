@@ -40,6 +40,8 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
     },
     "escalation": {
         "reply_window_hours": 48,
+        # A text waiting this long for a staff reply raises `unanswered_text` (high after 48 h).
+        "unanswered_text_hours": 24,
         "misses_before_high": 2,
         "confirm_by_hours_before": 24,
         "delivery_failed_codes": [30003, 30004, 30005, 30006, 30007, 30008, 21211, 21614],

@@ -110,6 +110,17 @@ def parse_settings_form(
                 "nothing could go out then"
             )
     reply_window = _int(errors, "reply_window_hours", form.get("reply_window_hours", ""), 1, 336)
+    # A form from before this setting existed keeps the stored value.
+    unanswered = _int(
+        errors,
+        "unanswered_text_hours",
+        form.get(
+            "unanswered_text_hours",
+            str(current.get("escalation", {}).get("unanswered_text_hours", 24)),
+        ),
+        1,
+        336,
+    )
     confirm_by = _int(
         errors, "confirm_by_hours_before", form.get("confirm_by_hours_before", ""), 1, 168
     )
@@ -134,6 +145,7 @@ def parse_settings_form(
     new["quiet_hours"].update(start=quiet_start, end=quiet_end)
     new["escalation"].update(
         reply_window_hours=reply_window,
+        unanswered_text_hours=unanswered,
         confirm_by_hours_before=confirm_by,
         ladder_steps=steps,
         ladder_minutes=ladder_minutes,

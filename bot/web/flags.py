@@ -56,6 +56,9 @@ def detail(flag_id: int) -> str:
                 .limit(20)
             )
         )
+    trigger = (
+        session.get(InboundMessage, flag.trigger_message_id) if flag.trigger_message_id else None
+    )
     audit("flag.view", flag.participant_id, {"flag_id": flag.id})
     session.commit()
     return render_template(
@@ -67,6 +70,7 @@ def detail(flag_id: int) -> str:
         events=events,
         names=names,
         messages=messages,
+        trigger=trigger,
         reason_label=reason_label,
         outcomes=[(o, OUTCOME_LABELS.get(o, o)) for o in OUTCOMES],
         zone=participant.timezone if participant else None,

@@ -12,19 +12,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import ColumnElement, String, cast, func, or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import Appointment, Flag, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.services import conversation as conv
+from bot.services import inbox
 from bot.services.audit import record
 from bot.services.caseload import caseload_clause, get_visible_participant
 from bot.services.flags import OUTCOMES
-from bot.services.outbox import enqueue
-from bot.services.queue import reason_label
-from messages.segments import count_segments
-from messages.sensitive import find_sensitive_terms
+from bot.services.queue import reason_label, time_since
 
 from .auth import current_staff
 from .context import db, utcnow
@@ -164,8 +163,6 @@ def export() -> Response:
 
 @bp.get("/participants/<int:participant_id>")
 def detail(participant_id: int) -> str:
-    session = db()
-    now = utcnow()
     participant = participant_or_404(participant_id)
     before = None
     before_arg = request.args.get("before")
@@ -176,6 +173,23 @@ def detail(participant_id: int) -> str:
             abort(400)
         if before.tzinfo is None:
             abort(400)
+    page = _detail_page(participant, before=before)
+    audit("participant.view", participant.id)
+    db().commit()
+    return page
+
+
+def _detail_page(
+    participant: Participant,
+    *,
+    before: datetime | None = None,
+    reply_body: str = "",
+    reply_error: str | None = None,
+    reply_when: str | None = None,
+) -> str:
+    """The conversation page; after a refused reply, with the typed text and the reason."""
+    session = db()
+    now = utcnow()
     thread, more = conv.load_thread(session, participant, before=before)
     open_flags, resolved_flags = conv.flags_for(session, participant)
     coach = session.get(User, participant.coach_id) if participant.coach_id else None
@@ -185,9 +199,7 @@ def detail(participant_id: int) -> str:
             select(User).where(User.id.in_({e.sent_by for e in thread if e.sent_by}))
         )
     }
-    quiet = conv.quiet_hours_for(session, participant, now)
-    audit("participant.view", participant.id)
-    session.commit()
+    timing = conv.reply_timing(session, participant, now)
     return render_template(
         "participant.html",
         title=participant.first_name,
@@ -200,15 +212,20 @@ def detail(participant_id: int) -> str:
         appointments=conv.appointments_for(session, participant, now),
         consent=conv.consent_history(session, participant),
         contacts=conv.upcoming_contacts(session, participant, now),
-        quiet=quiet,
+        timing=timing,
+        waiting_since=inbox.is_waiting(session, participant.id),
         now=now,
         staff_names=staff_names,
         reply_key=secrets.token_urlsafe(12),
+        reply_body=reply_body,
+        reply_error=reply_error,
+        reply_when=reply_when or conv.SEND_MORNING,
         outcomes=[(o, OUTCOME_LABELS.get(o, o)) for o in OUTCOMES],
         appointment_kinds=APPOINTMENT_KINDS,
         common_zones=COMMON_ZONES,
         reason_label=reason_label,
         max_reply=conv.MAX_REPLY_CHARS,
+        time_since=time_since,
     )
 
 
@@ -217,54 +234,75 @@ def _back(participant: Participant, anchor: str = "") -> WerkzeugResponse:
 
 
 @bp.post("/participants/<int:participant_id>/reply")
-def reply(participant_id: int) -> WerkzeugResponse:
+def reply(participant_id: int) -> ResponseReturnValue:
     session = db()
     now = utcnow()
     staff = current_staff()
     participant = participant_or_404(participant_id)
+    body = request.form.get("body", "")
+    when = request.form.get("when") or None
     try:
-        conv.check_can_text(participant)
-        body = conv.clean_reply(request.form.get("body", ""))
-    except conv.ChangeError as exc:
-        flash(str(exc), "error")
-        return _back(participant, "#reply")
-    sensitive = find_sensitive_terms(body)
-    if sensitive and not (staff.sees_everyone and request.form.get("send_anyway") == "yes"):
-        flash(
-            "Texts can be read by anyone who picks up the phone, so they never name treatment, "
-            f"supervision or court details. Please rephrase without: {', '.join(sensitive)}.",
-            "error",
+        queued = conv.send_staff_reply(
+            session,
+            participant,
+            body=body,
+            staff_id=staff.id,
+            key=request.form.get("reply_key", "").strip()[:40] or secrets.token_urlsafe(12),
+            now=now,
+            when=when,
+            may_override_sensitive=staff.sees_everyone and request.form.get("send_anyway") == "yes",
         )
-        return _back(participant, "#reply")
-    key = request.form.get("reply_key", "").strip()[:40] or secrets.token_urlsafe(12)
-    quiet = conv.quiet_hours_for(session, participant, now)
-    result = enqueue(
-        session,
-        idempotency_key=f"coach_reply:{participant.id}:{key}",
-        purpose="coach_reply",
-        channel=participant.channel,
-        to_address=participant.address,
-        body=body,
-        now=now,
-        send_after=quiet.sends_at,
-        participant_id=participant.id,
-        created_by_id=staff.id,
-    )
-    if result.created:
+    except conv.ChangeError as exc:
+        session.rollback()
+        # The typed text stays in the box and the reason is shown next to it.
+        page = _detail_page(participant, reply_body=body, reply_error=str(exc), reply_when=when)
+        return page, 422
+    if queued.created:
         audit(
             "participant.reply",
             participant.id,
-            {"outbound_message_id": result.message.id, "segments": result.message.segments},
+            {
+                "outbound_message_id": queued.message.id,
+                "segments": queued.message.segments,
+                "at_once": queued.at_once,
+                "texts_answered": queued.texts_answered,
+            },
         )
     session.commit()
-    segments = count_segments(body).segments
-    when = (
-        "It is quiet hours for them, so it will go at "
-        f"{quiet.sends_at.astimezone(ZoneInfo(participant.timezone)):%-I:%M %p} their time."
-        if quiet.now_in_quiet
-        else "It goes out in a moment."
+    segments = queued.message.segments
+    count = f"{segments} text{'s' if segments != 1 else ''}"
+    if queued.at_once:
+        flash(f"Reply queued ({count}). It goes out now.", "thread-success")
+    else:
+        local = queued.sends_at.astimezone(ZoneInfo(participant.timezone))
+        flash(
+            f"Reply queued ({count}). It goes at {local:%-I:%M %p} their time, "
+            "when their quiet hours end.",
+            "thread-success",
+        )
+    return _back(participant, "#thread-end")
+
+
+@bp.post("/participants/<int:participant_id>/no-reply-needed")
+def no_reply_needed(participant_id: int) -> WerkzeugResponse:
+    """One click: their waiting texts need no reply (who and when recorded, and audited)."""
+    participant = participant_or_404(participant_id)
+    now = utcnow()
+    ended = inbox.end_wait(
+        db(),
+        kind="no_reply_needed",
+        user_id=current_staff().id,
+        now=now,
+        participant_id=participant.id,
     )
-    flash(f"Reply queued ({segments} text{'s' if segments != 1 else ''}). {when}", "success")
+    if ended.texts:
+        audit("inbox.no_reply_needed", participant.id, {"texts": ended.texts})
+        db().commit()
+        flash("Marked: no reply needed. It has left the queue.", "thread-success")
+    else:
+        flash("Nothing was waiting for a reply.", "thread-info")
+    if request.form.get("back") == "queue":
+        return redirect(url_for("queue.index"))
     return _back(participant, "#thread-end")
 
 

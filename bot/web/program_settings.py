@@ -37,6 +37,7 @@ def form_values(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
         "quiet_start": quiet["start"],
         "quiet_end": quiet["end"],
         "reply_window_hours": str(escalation["reply_window_hours"]),
+        "unanswered_text_hours": str(escalation["unanswered_text_hours"]),
         "confirm_by_hours_before": str(escalation["confirm_by_hours_before"]),
         "ladder_minutes": str(escalation["ladder_minutes"]),
     }

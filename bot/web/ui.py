@@ -28,8 +28,29 @@ def without_page(args: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in args.items() if k != "page"}
 
 
+# Flash categories shown next to the conversation rather than at the top of the page.
+THREAD_CATEGORIES = ("thread-success", "thread-info", "thread-error")
+
+
+def waiting_count() -> int | None:
+    """Conversations waiting for a reply in the signed-in user's view (the navigation's
+    number), or None when nobody is signed in. Computed when a page asks for it."""
+    from flask_login import current_user
+
+    from bot.services.inbox import waiting_count as count
+
+    from .context import db
+
+    if not current_user.is_authenticated:
+        return None
+    return count(db(), current_user)
+
+
 def init_app(app: Flask) -> None:
     from .context import state
+
+    app.jinja_env.globals["thread_categories"] = THREAD_CATEGORIES
+    app.jinja_env.globals["waiting_count"] = waiting_count
 
     app.jinja_env.filters["zoneinfo"] = ZoneInfo
     app.jinja_env.filters["dict_without_page"] = without_page

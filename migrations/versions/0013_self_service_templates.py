@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_self_service_templates"
-# The integrator re-chains this after the revisions other branches add (0011, 0012).
 down_revision: str | Sequence[str] | None = "0010_partial_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -41,7 +41,11 @@ def _events(session: Session, flag: Flag) -> list[str]:
     )
 
 
-def _inbound(session: Session, participant: Participant, at: datetime) -> None:
+def _inbound(
+    session: Session, participant: Participant, at: datetime, *, waiting: bool = False
+) -> None:
+    """A text from the participant; unless `waiting`, one a coach has already answered (the
+    tests about silence are not about the inbox)."""
     session.add(
         InboundMessage(
             message_sid=f"SM{participant.id}{int(at.timestamp())}",
@@ -53,6 +57,7 @@ def _inbound(session: Session, participant: Participant, at: datetime) -> None:
             participant_id=participant.id,
             received_at=at,
             processing_state="processed",
+            needs_reply=waiting,
         )
     )
     session.flush()
@@ -256,3 +261,93 @@ def test_acknowledged_flag_keeps_counting_misses_without_a_twin(
         )
         == 0
     )
+
+
+# --- texts waiting for a reply -----------------------------------------------------------------
+
+
+def _waiting_text(session: Session, participant: Participant, at: datetime) -> None:
+    _inbound(session, participant, at, waiting=True)
+
+
+def test_a_text_waiting_longer_than_the_setting_raises_one_normal_unanswered_text_flag(
+    session: Session, now: datetime, config: Config
+) -> None:
+    person = make_participant(session, now)
+    _waiting_text(session, person, now - timedelta(hours=23))
+    session.commit()
+    sweep(session, now, config)
+    assert _flags(session, "unanswered_text") == []
+    later = now + timedelta(hours=2)
+    _waiting_text(session, person, later - timedelta(minutes=5))
+    session.commit()
+    sweep(session, later, config)
+    sweep(session, later, config)  # idempotent
+    [flag] = _flags(session, "unanswered_text")
+    assert (flag.participant_id, flag.severity, flag.state) == (person.id, "normal", "open")
+    assert _events(session, flag) == ["opened"]
+
+
+def test_unanswered_text_hours_is_read_from_the_settings(
+    session: Session, now: datetime, config: Config
+) -> None:
+    set_setting(
+        session,
+        "escalation",
+        {"unanswered_text_hours": 4},
+        now=now,
+        user_id=None,
+    )
+    person = make_participant(session, now)
+    _waiting_text(session, person, now - timedelta(hours=5))
+    session.commit()
+    sweep(session, now, config)
+    assert [f.severity for f in _flags(session, "unanswered_text")] == ["normal"]
+
+
+def test_after_48_hours_the_unanswered_text_flag_becomes_high_and_pages_the_coach(
+    session: Session, now: datetime, config: Config
+) -> None:
+    coach = make_user(session, now)
+    person = make_participant(session, now, coach_id=coach.id)
+    _waiting_text(session, person, now - timedelta(hours=30))
+    session.commit()
+    sweep(session, now, config)
+    counts = sweep(session, now + timedelta(hours=19), config)
+    [flag] = _flags(session, "unanswered_text")
+    assert flag.severity == "high"
+    assert _events(session, flag)[:2] == ["opened", "severity_raised"]
+    assert counts.flags_raised == 1 and counts.pages == 1
+
+
+def test_an_answered_text_raises_nothing_and_the_reply_resolves_the_flag(
+    session: Session, now: datetime, config: Config
+) -> None:
+    from bot.services.inbox import end_wait
+
+    coach = make_user(session, now)
+    answered = make_participant(session, now)
+    waiting = make_participant(session, now)
+    _waiting_text(session, answered, now - timedelta(hours=30))
+    _waiting_text(session, waiting, now - timedelta(hours=30))
+    end_wait(
+        session,
+        kind="reply",
+        user_id=coach.id,
+        now=now - timedelta(hours=29),
+        participant_id=answered.id,
+    )
+    session.commit()
+    sweep(session, now, config)
+    [flag] = _flags(session, "unanswered_text")
+    assert flag.participant_id == waiting.id
+    end_wait(session, kind="no_reply_needed", user_id=coach.id, now=now, participant_id=waiting.id)
+    session.commit()
+    [flag] = _flags(session, "unanswered_text")
+    assert (flag.state, flag.outcome, flag.resolved_by_id) == (
+        "resolved",
+        "no_action_needed",
+        coach.id,
+    )
+    sweep(session, now + timedelta(hours=1), config)
+    assert [f.state for f in _flags(session, "unanswered_text")] == ["resolved"]

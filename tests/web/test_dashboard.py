@@ -258,20 +258,23 @@ def test_reply_goes_to_the_outbox_as_a_coach_reply(
     assert "participant.reply" in _audit_actions(session, world.sam.id)
 
 
-def test_reply_in_quiet_hours_warns_and_waits_for_morning(
-    client: FlaskClient, session: Session, world: World
+def test_reply_in_quiet_hours_to_someone_who_has_not_texted_waits_for_morning_by_default(
+    client: FlaskClient, session: Session, world: World, now: datetime
 ) -> None:
+    dee = make_participant(session, now, first_name="Dee", coach_id=world.coach_a.id)
+    session.commit()
     night = datetime(2026, 3, 3, 3, 0, tzinfo=UTC)  # 22:00 in New York
     with time_machine.travel(night, tick=False):
         _as(client, world.coach_a)
-        page = client.get(f"/participants/{world.sam.id}").get_data(as_text=True)
-        assert "It is quiet hours for Sam" in page
+        page = client.get(f"/participants/{dee.id}").get_data(as_text=True)
+        assert "It is quiet hours for Dee" in page
+        assert 'name="when" value="morning" checked' in page
         response = client.post(
-            f"/participants/{world.sam.id}/reply",
+            f"/participants/{dee.id}/reply",
             data={"body": "Talk tomorrow", "csrf_token": csrf(client, "/")},
             follow_redirects=True,
         )
-    assert "quiet hours" in response.get_data(as_text=True)
+    assert "when their quiet hours end" in response.get_data(as_text=True)
     message = session.scalars(select(OutboundMessage)).one()
     assert message.send_after == datetime(2026, 3, 3, 13, 0, tzinfo=UTC)  # 08:00 EST
     session.rollback()

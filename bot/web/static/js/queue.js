@@ -1,4 +1,5 @@
-// Keeps the flagged queue current: polls the JSON endpoint and rebuilds the list with
+// Keeps the queue current: polls the JSON endpoint and rebuilds the three lists (urgent flags,
+// conversations waiting for a reply, other flags) and the navigation's waiting count, with
 // textContent only (message bodies are never parsed as HTML).
 (function () {
   "use strict";
@@ -6,10 +7,22 @@
   if (!root) { return; }
   var endpoint = root.getAttribute("data-endpoint");
   var seconds = parseInt(root.getAttribute("data-poll-seconds"), 10) || 15;
-  var list = document.getElementById("queue-list");
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var lists = {
+    urgent: document.getElementById("queue-urgent"),
+    waiting: document.getElementById("queue-waiting"),
+    others: document.getElementById("queue-list")
+  };
+  var sections = {
+    urgent: document.getElementById("queue-urgent-section"),
+    waiting: document.getElementById("queue-waiting-section"),
+    others: document.getElementById("queue-others-section")
+  };
   var counts = document.getElementById("queue-counts");
   var empty = document.getElementById("queue-empty");
   var updated = document.getElementById("queue-updated");
+  var nav = document.getElementById("nav-waiting");
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -18,7 +31,7 @@
     return node;
   }
 
-  function renderItem(item) {
+  function renderFlag(item, showsCoach) {
     var li = el("li", "queue-item queue-item--" + item.severity);
     li.setAttribute("data-flag-id", String(item.flag_id));
     var head = el("div", "queue-item__head");
@@ -29,37 +42,102 @@
     if (item.state === "acknowledged") {
       head.appendChild(el("span", "badge badge--state", "acknowledged"));
     }
+    if (item.waiting_label) {
+      head.appendChild(el("span", "badge badge--waiting", item.waiting_label));
+    }
     li.appendChild(head);
     var reason = item.reason_label + (item.occurrences > 1 ? " (" + item.occurrences + " times)" : "");
     li.appendChild(el("p", "queue-item__reason", reason));
-    var meta = el("p", "queue-item__meta", "Flagged ");
-    var time = el("time", null, item.age);
-    time.setAttribute("datetime", item.opened_at);
-    meta.appendChild(time);
-    meta.appendChild(document.createTextNode(" · "));
-    var details = el("a", null, "Flag details");
-    details.href = item.flag_url;
-    meta.appendChild(details);
-    li.appendChild(meta);
     if (item.preview) {
-      var preview = el("p", "queue-item__preview");
-      preview.appendChild(el("span", "visually-hidden", "Last message, "));
-      var who = item.preview_direction === "in" ? "They said: " : "We sent: ";
+      var preview = el("p", "queue-item__preview" + (item.preview_is_trigger ? " queue-item__preview--trigger" : ""));
+      preview.appendChild(el("span", "visually-hidden",
+        item.preview_is_trigger ? "The text that raised the flag, " : "Last message, "));
+      var who = item.preview_is_trigger ? "Their words: " :
+        (item.preview_direction === "in" ? "They said: " : "We sent: ");
       preview.appendChild(document.createTextNode(who + item.preview));
       li.appendChild(preview);
     } else {
       li.appendChild(el("p", "queue-item__preview hint", "No messages yet."));
     }
+    var meta = el("p", "queue-item__meta", "Flagged ");
+    var time = el("time", null, item.age);
+    time.setAttribute("datetime", item.opened_at);
+    meta.appendChild(time);
+    if (showsCoach) {
+      meta.appendChild(document.createTextNode(" · Coach: " + (item.coach || "nobody")));
+    }
+    meta.appendChild(document.createTextNode(" · "));
+    var details = el("a", null, "Flag details");
+    details.href = item.flag_url;
+    meta.appendChild(details);
+    li.appendChild(meta);
     return li;
+  }
+
+  function renderWaiting(w, showsCoach) {
+    var li = el("li", "queue-item queue-item--waiting");
+    li.setAttribute("data-message-id", String(w.message_id));
+    var head = el("div", "queue-item__head");
+    var name;
+    if (w.url) {
+      name = el("a", "queue-item__name", w.label);
+      name.href = w.url;
+    } else {
+      name = el("span", "queue-item__name", w.label);
+    }
+    head.appendChild(name);
+    head.appendChild(el("span", "badge badge--waiting", w.waiting_label));
+    li.appendChild(head);
+    var text = el("p", "queue-item__preview");
+    text.appendChild(el("span", "visually-hidden", "Their text, "));
+    text.appendChild(document.createTextNode(w.first_line));
+    if (w.texts > 1) {
+      text.appendChild(document.createTextNode(" "));
+      text.appendChild(el("span", "hint", "(+" + (w.texts - 1) + " more)"));
+    }
+    li.appendChild(text);
+    var actions = el("div", "queue-item__actions");
+    if (showsCoach && w.participant_id) {
+      actions.appendChild(el("p", "queue-item__meta", "Coach: " + (w.coach || "nobody")));
+    }
+    var form = el("form");
+    form.method = "post";
+    form.action = "/inbox/" + w.message_id + "/no-reply-needed";
+    var token = el("input");
+    token.type = "hidden";
+    token.name = "csrf_token";
+    token.value = csrf;
+    form.appendChild(token);
+    var button = el("button", "button button--quiet button--small", "No reply needed");
+    button.type = "submit";
+    form.appendChild(button);
+    actions.appendChild(form);
+    li.appendChild(actions);
+    return li;
+  }
+
+  function fill(key, nodes) {
+    var fragment = document.createDocumentFragment();
+    nodes.forEach(function (node) { fragment.appendChild(node); });
+    lists[key].replaceChildren(fragment);
+    sections[key].hidden = nodes.length === 0;
   }
 
   function render(data) {
     // Do not yank the list from under someone who is tabbing through it.
-    if (list.contains(document.activeElement)) { return; }
-    var fragment = document.createDocumentFragment();
-    data.items.forEach(function (item) { fragment.appendChild(renderItem(item)); });
-    list.replaceChildren(fragment);
+    if (root.contains(document.activeElement) && document.activeElement !== root) { return; }
+    var showsCoach = data.shows_coach;
+    fill("urgent", data.items.filter(function (i) { return i.urgent; })
+      .map(function (i) { return renderFlag(i, showsCoach); }));
+    fill("waiting", data.waiting.map(function (w) { return renderWaiting(w, showsCoach); }));
+    fill("others", data.items.filter(function (i) { return !i.urgent; })
+      .map(function (i) { return renderFlag(i, showsCoach); }));
     var countItems = document.createDocumentFragment();
+    var waitingLi = el("li", null, "Waiting for a reply: ");
+    var waitingNumber = el("strong", null, String(data.waiting_count));
+    waitingNumber.id = "queue-waiting-total";
+    waitingLi.appendChild(waitingNumber);
+    countItems.appendChild(waitingLi);
     var total = el("li", null, "Open flags: ");
     var totalNumber = el("strong", null, String(data.total));
     totalNumber.id = "queue-total";
@@ -71,7 +149,12 @@
       countItems.appendChild(li);
     });
     counts.replaceChildren(countItems);
-    empty.hidden = data.items.length > 0;
+    empty.hidden = data.items.length > 0 || data.waiting.length > 0;
+    if (nav) {
+      nav.replaceChildren(el("span", "visually-hidden", ", waiting for a reply: "),
+        document.createTextNode(String(data.waiting_count)));
+      nav.classList.toggle("nav-count--zero", data.waiting_count === 0);
+    }
     updated.textContent = "Updated " + new Date().toLocaleTimeString([], {hour: "numeric", minute: "2-digit"}) + ".";
   }
 
