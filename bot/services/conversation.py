@@ -25,7 +25,7 @@ from bot.models import (
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import LANGUAGES
 from bot.phones import PhoneError, normalize_phone
-from bot.services import inbox
+from bot.services import inbox, sendability
 from bot.services.flags import SEVERITY_ORDER
 from bot.services.outbox import enqueue
 from bot.services.settings import get_setting
@@ -173,6 +173,27 @@ def upcoming_contacts(
             .limit(limit)
         )
     )
+
+
+@dataclass(frozen=True)
+class AutomationHold:
+    """Why automated check-ins (and the welcome) are held for this person now; reminders go."""
+
+    reason: str  # "crisis_open" or "checkins_paused"
+    until: datetime | None  # the end of a PAUSE; None while a crisis flag is open
+
+
+def automation_hold(
+    session: Session, participant: Participant, now: datetime
+) -> AutomationHold | None:
+    """The hold the sender applies to this person's check-ins (bot.services.sendability), said
+    in the conversation so a coach knows why nothing automated is going out."""
+    if participant.id in sendability.in_crisis(session, {participant.id}):
+        return AutomationHold("crisis_open", None)
+    paused_until = participant.checkins_paused_until
+    if paused_until is not None and paused_until > now:
+        return AutomationHold("checkins_paused", paused_until)
+    return None
 
 
 @dataclass(frozen=True)

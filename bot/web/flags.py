@@ -111,5 +111,8 @@ def resolve(flag_id: int) -> WerkzeugResponse:
         return _back(flag)
     audit("flag.resolve", flag.participant_id, {"flag_id": flag.id, "outcome": outcome})
     db().commit()
-    flash("Resolved. Thank you.", "success")
+    if flag.reason == "crisis":
+        flash("Resolved. Their check-ins resume with the next pass.", "success")
+    else:
+        flash("Resolved. Thank you.", "success")
     return _back(flag)

@@ -213,6 +213,7 @@ def _detail_page(
         consent=conv.consent_history(session, participant),
         contacts=conv.upcoming_contacts(session, participant, now),
         timing=timing,
+        hold=conv.automation_hold(session, participant, now),
         waiting_since=inbox.is_waiting(session, participant.id),
         now=now,
         staff_names=staff_names,

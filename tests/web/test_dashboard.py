@@ -544,3 +544,21 @@ def test_audit_log_filters_by_user_participant_action_and_date(
         assert "participant.view" in page and world.sam.external_id in page
         empty = client.get("/audit?from=2026-03-03").get_data(as_text=True)
         assert "No entries match" in empty
+
+
+def test_the_conversation_says_check_ins_are_held_while_a_crisis_flag_is_open_and_resume(
+    client: FlaskClient, world: World
+) -> None:
+    _as(client, world.coach_a)
+    page = client.get(f"/participants/{world.sam.id}").get_data(as_text=True)
+    assert "held while the crisis flag is open" in page
+    token = csrf(client, "/")
+    done = client.post(
+        f"/flags/{world.flag.id}/resolve",
+        data={"csrf_token": token, "outcome": "reached", "note": ""},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "check-ins resume" in done
+    page = client.get(f"/participants/{world.sam.id}").get_data(as_text=True)
+    assert "held while the crisis flag is open" not in page
+    assert "Check-ins are on." in page
