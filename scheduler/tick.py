@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.db import session_scope
 from bot.services.delivery import apply_early_callbacks
-from bot.services.inbound import process_stuck
+from bot.services.inbound_retry import process_stuck
 from bot.timeutil import local_to_utc
 from bot.transport.base import Transport
 

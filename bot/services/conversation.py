@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from bot.models import (
     Appointment,
-    ConsentEvent,
     Flag,
     FlagEvent,
     InboundMessage,
@@ -140,16 +139,6 @@ def appointments_for(
         .limit(5)
     ).all()
     return list(upcoming) + list(past)
-
-
-def consent_history(session: Session, participant: Participant) -> list[ConsentEvent]:
-    return list(
-        session.scalars(
-            select(ConsentEvent)
-            .where(ConsentEvent.participant_id == participant.id)
-            .order_by(ConsentEvent.at.desc())
-        )
-    )
 
 
 def upcoming_contacts(

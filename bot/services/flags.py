@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.log import mask_phone
 from bot.models import Flag, FlagEvent, OutboundMessage, Participant, User
-from bot.models.flags import SEVERITY_RANK
+from bot.models.flags import SEVERITY_RANK, severity_for
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
 SEVERITY_ORDER = case(
@@ -59,20 +59,24 @@ def raise_flag(
     session: Session,
     *,
     reason: str,
-    severity: str,
     now: datetime,
+    severity: str | None = None,
     participant_id: int | None = None,
     sender_address: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> FlagOutcome:
     """Open a flag, or, when one is already unresolved for this participant (or unknown number)
     and reason, count another occurrence and raise its severity if the new one is higher.
+    The severity is the reason's, from the one table (bot.models.flags.severity_for), unless
+    the caller passes one (an escalated level, or a seeded demo).
 
     The partial unique index makes this safe with two workers at once: the loser of the race
     gets an IntegrityError inside its savepoint and falls back to updating the winner's flag.
     """
     if participant_id is None and sender_address is None:
         raise ValueError("a flag needs a participant or a sender address")
+    if severity is None:
+        severity = severity_for(reason)
     existing = _find_unresolved(session, reason, participant_id, sender_address)
     if existing is None:
         flag = Flag(

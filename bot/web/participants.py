@@ -20,6 +20,7 @@ from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.services import conversation as conv
 from bot.services.audit import record
 from bot.services.caseload import caseload_clause, get_visible_participant
+from bot.services.consent import consent_history
 from bot.services.flags import OUTCOMES
 from bot.services.outbox import enqueue
 from bot.services.queue import reason_label
@@ -198,7 +199,7 @@ def detail(participant_id: int) -> str:
         open_flags=open_flags,
         resolved_flags=resolved_flags,
         appointments=conv.appointments_for(session, participant, now),
-        consent=conv.consent_history(session, participant),
+        consent=consent_history(session, participant),
         contacts=conv.upcoming_contacts(session, participant, now),
         quiet=quiet,
         now=now,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant
-from bot.services.inbound import opt_out
+from bot.services.consent import opt_out
 from bot.timeutil import in_quiet_hours
 from bot.transport.base import SendRequest, SendResult
 from scheduler.plan import plan

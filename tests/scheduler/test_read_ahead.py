@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import scheduler.send as send_mod
 from bot.config import Config
 from bot.models import OutboundMessage, Participant
-from bot.services.inbound import opt_out
+from bot.services.consent import opt_out
 from bot.transport.base import SendRequest, SendResult, TransportError
 from scheduler.plan import plan
 from scheduler.send import send_due

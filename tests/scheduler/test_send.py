@@ -13,7 +13,8 @@ import scheduler.send as send_module
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
 from bot.services.delivery import apply_status
-from bot.services.inbound import STUCK_AFTER, InboundForm, store
+from bot.services.inbound import InboundForm, store
+from bot.services.inbound_retry import STUCK_AFTER
 from bot.services.outbox import enqueue
 from bot.transport.base import SendRequest, SendResult, TransportError
 from bot.transport.simulated import SimulatedTransport

@@ -26,14 +26,12 @@ from bot.services.expectations import create_expectations
 from bot.services.flags import raise_flag
 from bot.services.inbound import (
     LATE_REPLY_VALID_FOR,
-    RETRY_STUCK_FOR,
-    STUCK_AFTER,
     InboundForm,
-    process_stuck,
     receive,
     reminded_appointment,
     store,
 )
+from bot.services.inbound_retry import RETRY_STUCK_FOR, STUCK_AFTER, process_stuck
 from tests.factories import make_appointment, make_participant, make_sent_message, make_user
 
 _n = iter(range(1, 10**6))
