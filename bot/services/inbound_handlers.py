@@ -26,8 +26,8 @@ from bot.models import (
 from bot.services import consent, expectations
 from bot.services.flags import raise_flag
 from bot.services.inbound_store import Incoming
+from bot.services.ladder import start_ladder
 from bot.services.outbox import enqueue
-from bot.services.paging import start_ladder
 from bot.services.templates import participant_context, render_message
 from messages.defaults import default_templates
 from messages.keywords import Intent
