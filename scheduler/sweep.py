@@ -417,15 +417,15 @@ def sweep_step(
 def sweep(
     session: Session,
     now: datetime,
-    config: Config | None = None,
+    config: Config,
     *,
     batch_size: int = BATCH_SIZE,
 ) -> SweepCounts:
     """One pass: make expectations for newly sent texts, decide the due ones (missed → flags),
     then advance the ladder of urgent and high flags. Commits after each step.
 
-    `config` (public URL, program zone and name for pages) is loaded from the environment when
-    not given; the scheduler's tick should pass its own.
+    `config` (public URL, program zone and name for pages) is the caller's: domain code never
+    reads the environment.
     """
     counts = SweepCounts()
     created = create_expectations(session, now)
@@ -435,10 +435,6 @@ def sweep(
     while sweep_step(session, now, counts, limit=batch_size):
         session.commit()
     session.commit()
-    if config is None:
-        from bot.config import load_config
-
-        config = load_config()
     ladder = advance_ladder(session, now, config)
     counts.pages, counts.pages_skipped = ladder.pages, ladder.skipped
     session.commit()
