@@ -20,12 +20,10 @@ from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.services import conversation as conv
 from bot.services.audit import record
 from bot.services.caseload import caseload_clause, get_visible_participant
+from bot.services.coach_reply import queue_coach_reply
 from bot.services.consent import consent_history
 from bot.services.flags import OUTCOMES
-from bot.services.outbox import enqueue
 from bot.services.queue import reason_label
-from messages.segments import count_segments
-from messages.sensitive import find_sensitive_terms
 
 from .auth import current_staff
 from .context import db, utcnow
@@ -224,45 +222,25 @@ def reply(participant_id: int) -> WerkzeugResponse:
     staff = current_staff()
     participant = participant_or_404(participant_id)
     try:
-        conv.check_can_text(participant)
-        body = conv.clean_reply(request.form.get("body", ""))
+        queued = queue_coach_reply(
+            session,
+            participant,
+            body=request.form.get("body", ""),
+            staff_user_id=staff.id,
+            may_override=staff.sees_everyone,
+            send_anyway=request.form.get("send_anyway") == "yes",
+            reply_key=request.form.get("reply_key", ""),
+            now=now,
+        )
     except conv.ChangeError as exc:
         flash(str(exc), "error")
         return _back(participant, "#reply")
-    sensitive = find_sensitive_terms(body)
-    if sensitive and not (staff.sees_everyone and request.form.get("send_anyway") == "yes"):
-        flash(
-            "Texts can be read by anyone who picks up the phone, so they never name treatment, "
-            f"supervision or court details. Please rephrase without: {', '.join(sensitive)}.",
-            "error",
-        )
-        return _back(participant, "#reply")
-    key = request.form.get("reply_key", "").strip()[:40] or secrets.token_urlsafe(12)
-    quiet = conv.quiet_hours_for(session, participant, now)
-    result = enqueue(
-        session,
-        idempotency_key=f"coach_reply:{participant.id}:{key}",
-        purpose="coach_reply",
-        channel=participant.channel,
-        to_address=participant.address,
-        body=body,
-        now=now,
-        send_after=quiet.sends_at,
-        participant_id=participant.id,
-        created_by_id=staff.id,
-    )
-    if result.created:
-        audit(
-            "participant.reply",
-            participant.id,
-            {"outbound_message_id": result.message.id, "segments": result.message.segments},
-        )
     session.commit()
-    segments = count_segments(body).segments
+    segments = queued.segments
     when = (
         "It is quiet hours for them, so it will go at "
-        f"{quiet.sends_at.astimezone(ZoneInfo(participant.timezone)):%-I:%M %p} their time."
-        if quiet.now_in_quiet
+        f"{queued.sends_at.astimezone(ZoneInfo(participant.timezone)):%-I:%M %p} their time."
+        if queued.in_quiet_hours
         else "It goes out in a moment."
     )
     flash(f"Reply queued ({segments} text{'s' if segments != 1 else ''}). {when}", "success")
