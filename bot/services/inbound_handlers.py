@@ -22,6 +22,7 @@ from bot.models import (
     OutboundMessage,
     Participant,
     PlannedContact,
+    User,
 )
 from bot.services import consent, expectations
 from bot.services.flags import raise_flag
@@ -202,6 +203,12 @@ def crisis(
             session, reason="crisis", now=now, participant_id=participant.id, detail=detail
         )
     flag = outcome.flag
+    # The coach is read once, for the page and the reply (the session keeps what is referenced).
+    coach = (
+        session.get(User, participant.coach_id)
+        if participant is not None and participant.coach_id
+        else None
+    )
     if outcome.created or (flag.state == "open" and flag.ladder_step == 0):
         start_ladder(session, flag, now, config)
     if participant is None:
@@ -218,6 +225,7 @@ def crisis(
         # The law: no texts to a number that sent STOP and not START. The coach is paged.
         return Reply(None)
     context = participant_context(session, participant, config)
+    del coach
     return Reply(_render(session, "crisis", participant.language, context), "crisis_reply")
 
 
@@ -240,14 +248,10 @@ def unknown_sender(
         sender_address=message.from_address,
         detail={"inbound_message_id": message.id},
     )
-    recently = session.scalars(
-        select(OutboundMessage.id).where(
-            OutboundMessage.to_address == message.from_address,
-            OutboundMessage.participant_id.is_(None),
-            OutboundMessage.user_id.is_(None),
-            OutboundMessage.created_at > now - UNKNOWN_SENDER_REPLY_EVERY,
-        )
-    ).first()
+    recently = session.scalar(
+        _ANSWERED_RECENTLY,
+        {"address": message.from_address, "since": now - UNKNOWN_SENDER_REPLY_EVERY},
+    )
     if recently is not None:
         # One polite answer a day is enough; a coordinator sees every message on the flag.
         return Reply(None)
@@ -256,16 +260,38 @@ def unknown_sender(
     return Reply(_render(session, key, "en", _anonymous_context(config)))
 
 
+_inbound = cast(Table, InboundMessage.__table__)
+_consent = cast(Table, ConsentEvent.__table__)
+# Built once: whether the person texted again, or their consent changed, after a moment.
+_SAID_MORE_SINCE = select(
+    or_(
+        exists().where(
+            _inbound.c.participant_id == bindparam("person_id"),
+            _inbound.c.received_at > bindparam("since"),
+        ),
+        exists().where(
+            _consent.c.participant_id == bindparam("person_id"),
+            _consent.c.at > bindparam("since"),
+        ),
+    )
+)
+# Built once: an answer to this unknown number in the last UNKNOWN_SENDER_REPLY_EVERY.
+_ANSWERED_RECENTLY = (
+    select(_outbound.c.id)
+    .where(
+        _outbound.c.to_address == bindparam("address"),
+        _outbound.c.participant_id.is_(None),
+        _outbound.c.user_id.is_(None),
+        _outbound.c.created_at > bindparam("since"),
+    )
+    .limit(1)
+)
+
+
 def _said_more_since(session: Session, participant: Participant, message: Incoming) -> bool:
     """Whether the person texted again, or their consent changed, after `message` came in."""
-    later_text = exists().where(
-        InboundMessage.participant_id == participant.id,
-        InboundMessage.received_at > message.received_at,
-    )
-    later_consent = exists().where(
-        ConsentEvent.participant_id == participant.id, ConsentEvent.at > message.received_at
-    )
-    return bool(session.scalar(select(or_(later_text, later_consent))))
+    params = {"person_id": participant.id, "since": message.received_at}
+    return bool(session.scalar(_SAID_MORE_SINCE, params))
 
 
 def keyword(

@@ -71,7 +71,9 @@ def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config)
     steps: list[str] = list(rules["ladder_steps"])
     gap = timedelta(minutes=float(rules["ladder_minutes"]))
     repeat = bool(rules.get("repeat_last_step", True))
-    already = _paged_user_ids(session, flag)
+    # A flag whose ladder has not started has paged nobody (pages are only sent by this walk,
+    # which moves `ladder_step` on): no need to ask (the crisis path of the webhook).
+    already = _paged_user_ids(session, flag) if flag.ladder_step else set()
     step = flag.ladder_step
     went_out: list[datetime] = []
     while not went_out:
