@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config, ConfigError, load_config
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from bot.log import configure_logging
+from bot.timeutil import local_to_utc
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -108,9 +109,33 @@ def worker() -> None:
 )
 def tick(now_text: str | None) -> None:
     """One full pass: plan, send due, sweep; prints a one-line summary."""
-    from scheduler.tick import run_tick_command
+    from bot.transport.factory import make_transport
+    from scheduler.tick import tick as run_tick
 
-    sys.exit(run_tick_command(_config(), now_text))
+    config = _config()
+    if now_text is not None:
+        try:
+            now = parse_now(now_text, config)
+        except ValueError:
+            _fail(f"--now: {now_text!r} is not an ISO-8601 date-time")
+    else:
+        now = _now()
+    engine = make_engine(config.database_url)
+    try:
+        summary = run_tick(make_session_factory(engine), make_transport(config), config, now)
+    except OperationalError as exc:
+        _fail(f"database: {exc.orig or exc} (did you run `checkin init-db`?)")
+    finally:
+        engine.dispose()
+    click.echo(summary.line())
+
+
+def parse_now(text: str, config: Config) -> datetime:
+    """ISO-8601; without an offset it is PROGRAM_TIMEZONE local time (DESIGN.md)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return local_to_utc(value, config.zone)
+    return value.astimezone(UTC)
 
 
 @main.command()
@@ -118,9 +143,41 @@ def tick(now_text: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plan(external_id: str, as_json: bool) -> None:
     """The participant's upcoming contacts, with local and UTC times."""
-    from scheduler.plan import run_plan_command
+    from sqlalchemy import select
 
-    sys.exit(run_plan_command(_config(), external_id, as_json, _now()))
+    from bot.models import Participant
+    from scheduler.plan import current_plan
+
+    config = _config()
+    with _session(config) as session:
+        participant = session.scalars(
+            select(Participant).where(Participant.external_id == external_id)
+        ).first()
+        if participant is None:
+            _fail(f"no participant with external id {external_id!r}")
+        rows = current_plan(session, participant, _now())
+        label, zone, status = participant.external_id, participant.timezone, participant.status
+    if as_json:
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2))
+        return
+    click.echo(f"{label} ({zone}, {status}): {len(rows)} upcoming contact(s)")
+    if not rows:
+        return
+    header = ("KIND", "RULE", "LOCAL", "UTC", "NOT AFTER (UTC)", "STATE")
+    table = [
+        (
+            r.kind,
+            r.rule,
+            r.send_at_local.strftime("%Y-%m-%d %H:%M %Z"),
+            r.send_at_utc.strftime("%Y-%m-%d %H:%M"),
+            r.not_after_utc.strftime("%Y-%m-%d %H:%M"),
+            r.state,
+        )
+        for r in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *table, strict=True)]
+    for line in (header, *table):
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 @main.command()

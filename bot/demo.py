@@ -37,6 +37,7 @@ from bot.models import (
     PlannedContact,
     User,
 )
+from bot.models.flags import severity_for
 from bot.services import contacts as planned_contacts
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
 from bot.services.importer import import_appointments, import_participants
@@ -341,7 +342,7 @@ def _seed_flags(
         history.outbound(
             person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
         )
-        raise_flag(session, reason="crisis", severity="urgent", now=at, participant_id=person.id)
+        raise_flag(session, reason="crisis", now=at, participant_id=person.id)
     elif i == 18:
         # An earlier crisis that a coach acknowledged in 6 minutes and resolved.
         at = now - timedelta(days=9)
@@ -349,9 +350,7 @@ def _seed_flags(
         history.outbound(
             person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
         )
-        flag = raise_flag(
-            session, reason="crisis", severity="urgent", now=at, participant_id=person.id
-        ).flag
+        flag = raise_flag(session, reason="crisis", now=at, participant_id=person.id).flag
         acknowledge_flag(session, flag, user_id=coach_id, now=at + timedelta(minutes=6))
         resolve_flag(
             session,
@@ -371,12 +370,11 @@ def _seed_flags(
                 participant_id=person.id, kind="opt_out", at=at, method="sms", wording="STOP"
             )
         )
-        raise_flag(session, reason="opted_out", severity="info", now=at, participant_id=person.id)
+        raise_flag(session, reason="opted_out", now=at, participant_id=person.id)
     elif i % 11 == 4:
         flag = raise_flag(
             session,
             reason="delivery_failed",
-            severity="high",
             now=now - timedelta(days=3),
             participant_id=person.id,
         ).flag
@@ -385,11 +383,10 @@ def _seed_flags(
                 session, flag, user_id=coach_id, now=now - timedelta(days=3) + timedelta(minutes=40)
             )
     if misses >= 1 and person.status == "active":
-        severity = "high" if misses >= 2 else "normal"
         outcome = raise_flag(
             session,
             reason="no_reply",
-            severity=severity,
+            severity=severity_for("no_reply", escalated=misses >= 2),
             now=now - timedelta(hours=20),
             participant_id=person.id,
         )
@@ -399,7 +396,6 @@ def _seed_flags(
         flag = raise_flag(
             session,
             reason="appointment_declined",
-            severity="normal",
             now=at,
             participant_id=person.id,
         ).flag
@@ -431,9 +427,7 @@ def _seed_flags(
                 processed_at=at,
             )
         )
-        flag = raise_flag(
-            session, reason="unknown_sender", severity="normal", now=at, sender_address=stranger
-        ).flag
+        flag = raise_flag(session, reason="unknown_sender", now=at, sender_address=stranger).flag
         add_event(session, flag, "note", now=at, detail={"text": "seeded by the demo"})
     session.flush()
 

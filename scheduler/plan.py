@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -34,7 +33,6 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.config import Config
 from bot.models import Appointment, Participant, PlannedContact
 from bot.services import contacts as planned_contacts
 from bot.services.settings import get_setting
@@ -579,64 +577,30 @@ def upcoming_contacts(session: Session, participant: Participant, now: datetime)
     ]
 
 
-def run_plan_command(config: Config, external_id: str, as_json: bool, now: datetime) -> int:
-    """`checkin plan EXTERNAL_ID [--json]`. Planning first is what the next tick would do
-    anyway (idempotent), so the answer is the real schedule even before the worker ran."""
-    from bot.db import make_engine, make_session_factory, session_scope
-
-    engine = make_engine(config.database_url)
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            participant = session.scalars(
-                select(Participant).where(Participant.external_id == external_id)
-            ).first()
-            if participant is None:
-                print(f"error: no participant with external id {external_id!r}", file=sys.stderr)
-                return 1
-            rules = load_rules(session)
-            stale = participant.planned_version != participant.plan_version or (
-                participant.planned_settings != rules.digest
-            )
-            if stale:
-                plan_participant(session, participant, rules, now)
-                session.flush()
-            rows = upcoming_contacts(session, participant, now)
-            label, zone = participant.external_id, participant.timezone
-            status = participant.status
-    finally:
-        engine.dispose()
-    if as_json:
-        print(json.dumps([r.as_json() for r in rows], indent=2))
-        return 0
-    print(f"{label} ({zone}, {status}): {len(rows)} upcoming contact(s)")
-    if not rows:
-        return 0
-    header = ("KIND", "RULE", "LOCAL", "UTC", "NOT AFTER (UTC)", "STATE")
-    table = [
-        (
-            r.kind,
-            r.rule,
-            r.send_at_local.strftime("%Y-%m-%d %H:%M %Z"),
-            r.send_at_utc.strftime("%Y-%m-%d %H:%M"),
-            r.not_after_utc.strftime("%Y-%m-%d %H:%M"),
-            r.state,
-        )
-        for r in rows
-    ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *table, strict=True)]
-    for line in (header, *table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-    return 0
+def current_plan(session: Session, participant: Participant, now: datetime) -> list[PlanRow]:
+    """The participant's upcoming contacts, planned first if their plan is stale: what the next
+    tick would do anyway (idempotent), so the answer is the real schedule even before the
+    worker ran. (`checkin plan` prints it: bot/cli.py.)"""
+    rules = load_rules(session)
+    stale = participant.planned_version != participant.plan_version or (
+        participant.planned_settings != rules.digest
+    )
+    if stale:
+        plan_participant(session, participant, rules, now)
+        session.flush()
+    return upcoming_contacts(session, participant, now)
 
 
 __all__ = [
     "PlanCounts",
+    "PlanRow",
     "Rules",
     "Slot",
+    "current_plan",
     "load_rules",
     "plan",
     "plan_appointment",
     "plan_participant",
     "plan_step",
-    "run_plan_command",
+    "upcoming_contacts",
 ]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import and_, case, exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -52,7 +52,8 @@ from bot.models import (
     OutboundMessage,
     Participant,
 )
-from bot.models.flags import SEVERITY_RANK
+from bot.models.flags import SEVERITY_RANK, severity_for
+from bot.services import expectations
 from bot.services.expectations import UNDELIVERED_STATUSES, create_expectations
 from bot.services.ladder import LADDER_SEVERITIES, advance_ladder
 from bot.services.settings import get_setting
@@ -108,16 +109,6 @@ def _decide(row: Any) -> str:
     if row.appointment_version != row.expectation_version:
         return "cancelled"  # the appointment moved; its new version has its own expectation
     return "missed"
-
-
-def _set_state(session: Session, ids: list[int], state: str, now: datetime) -> None:
-    for chunk in _chunks(ids):
-        session.execute(
-            update(Expectation)
-            .where(Expectation.id.in_(chunk))
-            .values(state=state, resolved_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _lock_participants(session: Session, participant_ids: list[int]) -> None:
@@ -220,13 +211,6 @@ _INSERT_EVENTS_PG = text(
     ORDER BY v.n
     """
 )
-_MARK_MISSED_PG = text(
-    """
-    UPDATE expectations SET state = 'missed', resolved_at = :now, flag_id = v.flag_id
-    FROM unnest(CAST(:ids AS integer[]), CAST(:flag_ids AS integer[])) AS v(id, flag_id)
-    WHERE expectations.id = v.id
-    """
-)
 
 
 def _insert_flags(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
@@ -286,10 +270,12 @@ def _raise_flags(
     for miss in sorted(misses, key=lambda m: (m.due_at, m.id)):
         if miss.kind == "reply":
             streaks[miss.participant_id] = streaks.get(miss.participant_id, 0) + 1
-            severity = "high" if streaks[miss.participant_id] >= high_after else "normal"
+            escalated = streaks[miss.participant_id] >= high_after
+            severity = severity_for("no_reply", escalated=escalated)
             groups[(miss.participant_id, "no_reply")].append((miss, severity))
         else:
-            groups[(miss.participant_id, "unconfirmed_appointment")].append((miss, "normal"))
+            reason = "unconfirmed_appointment"
+            groups[(miss.participant_id, reason)].append((miss, severity_for(reason)))
 
     existing = _unresolved_flags(session, groups, lock=True)
     new_keys = [key for key in groups if key not in existing]
@@ -424,43 +410,11 @@ def sweep_step(
         decided[state].append(row.id)
         if state == "missed":
             misses.append(_Due(row.id, row.participant_id, row.kind, row.due_at))
-    _set_state(session, decided["satisfied"], "satisfied", now)
-    _set_state(session, decided["cancelled"], "cancelled", now)
+    expectations.decide(session, decided["satisfied"], "satisfied", now)
+    expectations.decide(session, decided["cancelled"], "cancelled", now)
     if misses:
         flag_of = _raise_flags(session, now, misses, rules, counts)
-        if is_postgresql(session):
-            # The participants are locked, so the flag each miss was counted on is still their
-            # unresolved one: link it directly, in one statement.
-            session.execute(
-                _MARK_MISSED_PG,
-                {
-                    "now": now,
-                    "ids": [m.id for m in misses],
-                    "flag_ids": [flag_of[m.id] for m in misses],
-                },
-            )
-        else:
-            # Each missed expectation points at its participant's unresolved flag for the reason
-            # (exactly one, by the partial unique index): one UPDATE per chunk, no row-by-row.
-            flag_for = (
-                select(Flag.id)
-                .where(
-                    Flag.participant_id == Expectation.participant_id,
-                    Flag.reason
-                    == case(
-                        (Expectation.kind == "reply", "no_reply"), else_="unconfirmed_appointment"
-                    ),
-                    Flag.state != "resolved",
-                )
-                .scalar_subquery()
-            )
-            for chunk in _chunks([m.id for m in misses]):
-                session.execute(
-                    update(Expectation)
-                    .where(Expectation.id.in_(chunk))
-                    .values(state="missed", resolved_at=now, flag_id=flag_for)
-                    .execution_options(synchronize_session=False)
-                )
+        expectations.mark_missed(session, {m.id: flag_of[m.id] for m in misses}, now)
     counts.satisfied += len(decided["satisfied"])
     counts.cancelled += len(decided["cancelled"])
     counts.missed += len(misses)
@@ -562,15 +516,15 @@ def unanswered_step(
 def sweep(
     session: Session,
     now: datetime,
-    config: Config | None = None,
+    config: Config,
     *,
     batch_size: int = BATCH_SIZE,
 ) -> SweepCounts:
     """One pass: make expectations for newly sent texts, decide the due ones (missed → flags),
     then advance the ladder of urgent and high flags. Commits after each step.
 
-    `config` (public URL, program zone and name for pages) is loaded from the environment when
-    not given; the scheduler's tick should pass its own.
+    `config` (public URL, program zone and name for pages) is the caller's: domain code never
+    reads the environment.
     """
     counts = SweepCounts()
     created = create_expectations(session, now)
@@ -583,10 +537,6 @@ def sweep(
     while unanswered_step(session, now, counts, limit=batch_size):
         session.commit()
     session.commit()
-    if config is None:
-        from bot.config import load_config
-
-        config = load_config()
     ladder = advance_ladder(session, now, config)
     counts.pages, counts.pages_skipped = ladder.pages, ladder.skipped
     session.commit()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.db import session_scope
 from bot.services.delivery import apply_early_callbacks
-from bot.services.inbound import process_stuck
-from bot.timeutil import local_to_utc
+from bot.services.inbound_retry import process_stuck
 from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
@@ -125,39 +123,3 @@ def tick(
     summary.early_statuses = apply_early_callbacks(sessions, now)
     summary.sweep = _run_sweep(sessions, now, config)
     return summary
-
-
-def parse_now(text: str, config: Config) -> datetime:
-    """ISO-8601; without an offset it is PROGRAM_TIMEZONE local time (DESIGN.md)."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        return local_to_utc(value, config.zone)
-    return value.astimezone(UTC)
-
-
-def run_tick_command(config: Config, now_text: str | None) -> int:
-    from sqlalchemy.exc import OperationalError
-
-    from bot.db import make_engine, make_session_factory
-    from bot.transport.factory import make_transport
-
-    if now_text is not None:
-        try:
-            now = parse_now(now_text, config)
-        except ValueError:
-            print(f"error: --now: {now_text!r} is not an ISO-8601 date-time", file=sys.stderr)
-            return 1
-    else:
-        now = datetime.now(UTC)
-    engine = make_engine(config.database_url)
-    try:
-        summary = tick(make_session_factory(engine), make_transport(config), config, now)
-    except OperationalError as exc:
-        print(
-            f"error: database: {exc.orig or exc} (did you run `checkin init-db`?)", file=sys.stderr
-        )
-        return 1
-    finally:
-        engine.dispose()
-    print(summary.line())
-    return 0

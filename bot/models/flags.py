@@ -23,6 +23,36 @@ REASONS = (
 )
 SEVERITIES = ("info", "normal", "high", "urgent")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+# The one table from a flag's reason to its severity (DESIGN.md, Precise rules, "Severities").
+# Reasons not raised yet (unanswered_text, number_changed, whatsapp_template_missing,
+# twilio_account) are here so that whoever adds them finds their severity already decided.
+REASON_SEVERITY = {
+    "crisis": "urgent",
+    "delivery_failed": "high",
+    "delivery_unknown": "high",
+    "number_changed": "high",
+    "whatsapp_template_missing": "high",
+    "twilio_account": "high",
+    "no_reply": "normal",
+    "unanswered_text": "normal",
+    "unconfirmed_appointment": "normal",
+    "appointment_declined": "normal",
+    "unknown_sender": "normal",
+    "opted_out": "info",
+}
+# What a reason becomes when it escalates: no_reply from the second miss in a row,
+# unanswered_text after 48 h.
+ESCALATED_SEVERITY = {"no_reply": "high", "unanswered_text": "high"}
+
+
+def severity_for(reason: str, *, escalated: bool = False) -> str:
+    """The severity a flag of this reason is raised with (`escalated`: the reason's second
+    level, for the reasons that have one). KeyError for a reason the table does not know."""
+    if escalated and reason in ESCALATED_SEVERITY:
+        return ESCALATED_SEVERITY[reason]
+    return REASON_SEVERITY[reason]
+
+
 STATES = ("open", "acknowledged", "resolved")
 EXPECTATION_KINDS = ("reply", "confirm")
 EXPECTATION_STATES = ("pending", "satisfied", "missed", "cancelled")

@@ -7,7 +7,7 @@
 The planner (scheduler/plan.py) creates contacts (`planned`, or `skipped` when first planned
 after their window) and cancels the ones a re-plan no longer wants; the sender
 (scheduler/enqueue.py, bot/services/outbox) queues, sends, skips and cancels them; an opt-out
-(bot/services/inbound.py) and a settings change cancel what is still to come. Every change is
+(bot.services.consent) and a settings change cancel what is still to come. Every change is
 conditional on the state it leaves, so a contact the sender queued a moment ago is never
 cancelled from under it, and a decided contact is never decided again.
 """
@@ -121,7 +121,7 @@ def cancel_for_participant(
     session: Session, participant_id: int, reason: str, now: datetime
 ) -> int:
     """A person's undecided contacts are cancelled (an opt-out). Rows a scheduler tick holds
-    locked right now are skipped, not waited for (PostgreSQL): see bot/services/inbound.py's
+    locked right now are skipped, not waited for (PostgreSQL): see bot.services.consent
     opt_out; the claim and the last look cancel those."""
     unlocked = (
         select(PlannedContact.id)

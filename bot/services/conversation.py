@@ -6,7 +6,7 @@ and the web layer writes the audit row in the same transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from bot.models import (
     Appointment,
-    ConsentEvent,
     Flag,
     FlagEvent,
     InboundMessage,
@@ -25,18 +24,14 @@ from bot.models import (
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import LANGUAGES
 from bot.phones import PhoneError, normalize_phone
-from bot.services import inbox, sendability
+from bot.services import sendability
 from bot.services.flags import SEVERITY_ORDER
-from bot.services.outbox import enqueue
 from bot.services.settings import get_setting
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
-from messages.sensitive import find_sensitive_terms
 
 THREAD_PAGE = 100
 MAX_REPLY_CHARS = 1600
 # A staff reply to someone who texted this recently answers them: it goes at once, at any hour.
-ANSWERS_A_TEXT_WITHIN = timedelta(hours=24)
-SEND_NOW, SEND_MORNING = "now", "morning"
 
 STATUS_LABELS = {
     "pending": "Waiting to send",
@@ -146,16 +141,6 @@ def appointments_for(
         .limit(5)
     ).all()
     return list(upcoming) + list(past)
-
-
-def consent_history(session: Session, participant: Participant) -> list[ConsentEvent]:
-    return list(
-        session.scalars(
-            select(ConsentEvent)
-            .where(ConsentEvent.participant_id == participant.id)
-            .order_by(ConsentEvent.at.desc())
-        )
-    )
 
 
 def upcoming_contacts(
@@ -365,97 +350,3 @@ def cancel_appointment(appointment: Appointment, now: datetime) -> bool:
     appointment.version += 1
     appointment.updated_at = now
     return True
-
-
-# --- a staff member's reply ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplyTiming:
-    """When a reply written now would go, and whether the staff member has a choice."""
-
-    answers_a_text: bool  # they texted in the last 24 h: the reply goes at once, any hour
-    now_in_quiet: bool
-    morning: datetime  # when their quiet hours end
-
-    @property
-    def offers_choice(self) -> bool:
-        """ "Send now" or "send at 08:00": only in their quiet hours, to someone who has not
-        texted in the last day."""
-        return self.now_in_quiet and not self.answers_a_text
-
-
-def reply_timing(session: Session, participant: Participant, now: datetime) -> ReplyTiming:
-    quiet = quiet_hours_for(session, participant, now)
-    return ReplyTiming(
-        answers_a_text=inbox.texted_since(session, participant.id, now - ANSWERS_A_TEXT_WITHIN),
-        now_in_quiet=quiet.now_in_quiet,
-        morning=quiet.sends_at,
-    )
-
-
-@dataclass(frozen=True)
-class ReplyQueued:
-    message: OutboundMessage
-    created: bool  # False: the same form was submitted twice; nothing new was queued
-    sends_at: datetime
-    at_once: bool
-    texts_answered: int  # how many of their waiting texts stopped waiting
-
-
-def send_staff_reply(
-    session: Session,
-    participant: Participant,
-    *,
-    body: str,
-    staff_id: int,
-    key: str,
-    now: datetime,
-    when: str | None = None,
-    may_override_sensitive: bool = False,
-) -> ReplyQueued:
-    """A staff member's reply (DESIGN.md §1 "Time", §2 "Inbox"): refused with a ChangeError
-    (the text is kept by the caller) when it cannot go; otherwise queued once per `key`.
-
-    Quiet hours govern automated outreach only: the reply is due at once and may leave at any
-    hour, unless it is the recipient's quiet hours, they have not texted in the last 24 h and
-    the staff member chose the morning (`when` "morning", the default then). It ends the wait
-    of all their waiting texts, with who and when."""
-    check_can_text(participant)
-    text = clean_reply(body)
-    sensitive = find_sensitive_terms(text)
-    if sensitive and not may_override_sensitive:
-        raise ChangeError(
-            "Not sent. Texts can be read by anyone who picks up the phone, so they never name "
-            "treatment, supervision or court details. Please rephrase without: "
-            f"{', '.join(sensitive)}."
-        )
-    timing = reply_timing(session, participant, now)
-    at_once = not timing.offers_choice or when == SEND_NOW
-    sends_at = now if at_once else timing.morning
-    result = enqueue(
-        session,
-        idempotency_key=f"coach_reply:{participant.id}:{key}",
-        purpose="coach_reply",
-        channel=participant.channel,
-        to_address=participant.address,
-        body=text,
-        now=now,
-        send_after=sends_at,
-        participant_id=participant.id,
-        created_by_id=staff_id,
-        # A person chose this moment (or the morning): the sender never holds it back.
-        ignore_quiet_hours=True,
-    )
-    answered = 0
-    if result.created:
-        answered = inbox.end_wait(
-            session, kind="reply", user_id=staff_id, now=now, participant_id=participant.id
-        ).texts
-    return ReplyQueued(
-        message=result.message,
-        created=result.created,
-        sends_at=result.message.send_after,
-        at_once=result.message.send_after <= now,
-        texts_answered=answered,
-    )

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
 from bot.models import EarlyStatusCallback, OutboundMessage, Participant
+from bot.services.consent import opt_out
 from bot.services.flags import raise_flag
-from bot.services.inbound import opt_out
 from bot.services.outbox import status as outbox_status
 from bot.services.settings import get_setting
 
@@ -224,7 +224,6 @@ def act_on_error_code(
         raise_flag(
             session,
             reason="delivery_failed",
-            severity="high",
             now=now,
             participant_id=participant.id,
             detail={"error_code": code, "outbound_message_id": message.id},

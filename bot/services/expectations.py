@@ -18,7 +18,7 @@ Rules (program settings, `escalation`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -31,9 +31,11 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     exists,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy import cast as sql_cast
@@ -384,6 +386,71 @@ def on_appointment_confirmed(session: Session, appointment: Appointment, now: da
                 automatic=True,
             )
     return satisfied
+
+
+def on_appointment_answered(session: Session, appointment: Appointment, now: datetime) -> int:
+    """NO to a reminder: an answer is what "confirm by" waits for, so it is satisfied (the
+    `appointment_declined` flag, raised by inbound, asks a coach to reschedule)."""
+    return _satisfy(
+        session, now, Expectation.appointment_id == appointment.id, Expectation.kind == "confirm"
+    )
+
+
+def decide(session: Session, ids: Sequence[int], state: str, now: datetime) -> None:
+    """The sweep's verdict on due expectations (satisfied, missed or cancelled), by id, in
+    chunks of at most `chunk` ids per statement."""
+    for start in range(0, len(ids), _DECIDE_CHUNK):
+        session.execute(
+            update(Expectation)
+            .where(Expectation.id.in_(ids[start : start + _DECIDE_CHUNK]))
+            .values(state=state, resolved_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# Bind parameters per IN list (SQLite's limit is 32766; smaller lists keep plans simple).
+_DECIDE_CHUNK = 1000
+_MARK_MISSED_PG = text(
+    """
+    UPDATE expectations SET state = 'missed', resolved_at = :now, flag_id = v.flag_id
+    FROM unnest(CAST(:ids AS integer[]), CAST(:flag_ids AS integer[])) AS v(id, flag_id)
+    WHERE expectations.id = v.id
+    """
+)
+
+
+def mark_missed(session: Session, flag_of: Mapping[int, int], now: datetime) -> None:
+    """The sweep's misses: each expectation (id → the flag it was counted on) is `missed` and
+    points at that flag. The caller has locked the participants, so each flag is still the
+    person's unresolved one for the reason."""
+    if not flag_of:
+        return
+    ids = list(flag_of)
+    if is_postgresql(session):
+        # One statement for the whole batch.
+        session.execute(
+            _MARK_MISSED_PG, {"now": now, "ids": ids, "flag_ids": [flag_of[i] for i in ids]}
+        )
+        return
+    # Each missed expectation points at its participant's unresolved flag for the reason
+    # (exactly one, by the partial unique index): one UPDATE per chunk, no row-by-row.
+    flag_for = (
+        select(Flag.id)
+        .where(
+            Flag.participant_id == Expectation.participant_id,
+            Flag.reason
+            == case((Expectation.kind == "reply", "no_reply"), else_="unconfirmed_appointment"),
+            Flag.state != "resolved",
+        )
+        .scalar_subquery()
+    )
+    for start in range(0, len(ids), _DECIDE_CHUNK):
+        session.execute(
+            update(Expectation)
+            .where(Expectation.id.in_(ids[start : start + _DECIDE_CHUNK]))
+            .values(state="missed", resolved_at=now, flag_id=flag_for)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def cancel_for_participant(session: Session, participant_id: int, now: datetime) -> int:

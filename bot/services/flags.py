@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, case, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.db import is_postgresql
 from bot.log import mask_phone
 from bot.models import Flag, FlagEvent, Participant, User
-from bot.models.flags import SEVERITY_RANK
+from bot.models.flags import SEVERITY_RANK, severity_for
 from bot.services.outbox import status as outbox_status
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
@@ -45,15 +47,68 @@ def add_event(
     return event
 
 
+# Built once: raising a flag is on the crisis and STOP paths of the webhook.
+_UNRESOLVED_OF_PARTICIPANT = select(Flag).where(
+    Flag.participant_id == bindparam("participant_id"),
+    Flag.reason == bindparam("reason"),
+    Flag.state != "resolved",
+)
+_UNRESOLVED_OF_SENDER = select(Flag).where(
+    Flag.participant_id.is_(None),
+    Flag.sender_address == bindparam("sender_address"),
+    Flag.reason == bindparam("reason"),
+    Flag.state != "resolved",
+)
+
+
+def _insert_flag(insert: Any, *, by_participant: bool) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING on the partial unique index (one unresolved flag per
+    participant, or unknown number, and reason): losing a race to another process neither
+    raises nor spoils the caller's transaction; the winner's flag is read instead."""
+    where = (
+        "state <> 'resolved'"
+        if by_participant
+        else "state <> 'resolved' AND participant_id IS NULL"
+    )
+    return (
+        insert(Flag)
+        .values(
+            participant_id=bindparam("participant_id"),
+            sender_address=bindparam("sender_address"),
+            trigger_message_id=bindparam("trigger_message_id"),
+            reason=bindparam("reason"),
+            severity=bindparam("severity"),
+            state="open",
+            opened_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+        .on_conflict_do_nothing(
+            index_elements=["participant_id" if by_participant else "sender_address", "reason"],
+            index_where=text(where),
+        )
+        .returning(Flag)
+    )
+
+
+_INSERT_FLAG = {
+    (dialect, by_participant): _insert_flag(insert, by_participant=by_participant)
+    for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    for by_participant in (True, False)
+}
+
+
 def _find_unresolved(
     session: Session, reason: str, participant_id: int | None, sender_address: str | None
 ) -> Flag | None:
-    query = select(Flag).where(Flag.reason == reason, Flag.state != "resolved")
     if participant_id is not None:
-        query = query.where(Flag.participant_id == participant_id)
+        found = session.scalars(
+            _UNRESOLVED_OF_PARTICIPANT, {"participant_id": participant_id, "reason": reason}
+        )
     else:
-        query = query.where(Flag.participant_id.is_(None), Flag.sender_address == sender_address)
-    return session.scalars(query).first()
+        found = session.scalars(
+            _UNRESOLVED_OF_SENDER, {"sender_address": sender_address, "reason": reason}
+        )
+    return found.first()
 
 
 def _trigger(detail: dict[str, Any] | None) -> int | None:
@@ -66,45 +121,46 @@ def raise_flag(
     session: Session,
     *,
     reason: str,
-    severity: str,
     now: datetime,
+    severity: str | None = None,
     participant_id: int | None = None,
     sender_address: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> FlagOutcome:
     """Open a flag, or, when one is already unresolved for this participant (or unknown number)
     and reason, count another occurrence and raise its severity if the new one is higher.
+    The severity is the reason's, from the one table (bot.models.flags.severity_for), unless
+    the caller passes one (an escalated level, or a seeded demo).
 
-    The partial unique index makes this safe with two workers at once: the loser of the race
-    gets an IntegrityError inside its savepoint and falls back to updating the winner's flag.
+    The partial unique index makes this safe with two workers at once: the loser's INSERT does
+    nothing (ON CONFLICT DO NOTHING) and it updates the winner's flag instead.
     """
     if participant_id is None and sender_address is None:
         raise ValueError("a flag needs a participant or a sender address")
+    if severity is None:
+        severity = severity_for(reason)
     existing = _find_unresolved(session, reason, participant_id, sender_address)
     if existing is None:
-        flag = Flag(
-            trigger_message_id=_trigger(detail),
-            participant_id=participant_id,
-            sender_address=sender_address if participant_id is None else None,
-            reason=reason,
-            severity=severity,
-            state="open",
-            opened_at=now,
-            updated_at=now,
-        )
-        try:
-            with session.begin_nested():
-                session.add(flag)
-                session.flush()
-        except IntegrityError:
-            existing = _find_unresolved(session, reason, participant_id, sender_address)
-            if existing is None:
-                raise
-        else:
+        dialect = "postgresql" if is_postgresql(session) else "sqlite"
+        flag = session.scalars(
+            _INSERT_FLAG[(dialect, participant_id is not None)],
+            {
+                "participant_id": participant_id,
+                "sender_address": sender_address if participant_id is None else None,
+                "trigger_message_id": _trigger(detail),
+                "reason": reason,
+                "severity": severity,
+                "now": now,
+            },
+        ).first()
+        if flag is not None:
             add_event(
                 session, flag, "opened", now=now, detail={"severity": severity, **(detail or {})}
             )
             return FlagOutcome(flag, created=True, severity_raised=False)
+        existing = _find_unresolved(session, reason, participant_id, sender_address)
+        if existing is None:  # resolved again in between: vanishingly rare, and worth a retry
+            raise RuntimeError(f"flag {reason!r} neither inserted nor found")
     existing.occurrences += 1
     existing.updated_at = now
     if existing.trigger_message_id is None:

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from bot.models import Appointment, ConsentEvent, Participant, User
+from bot.models import Appointment, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import CHANNELS, LANGUAGES
 from bot.phones import PhoneError, normalize_phone
-from bot.services import audit
+from bot.services import audit, consent
 from bot.timeutil import local_to_utc
 
 PARTICIPANT_REQUIRED = ("external_id", "first_name", "phone", "release_date")
@@ -253,13 +253,7 @@ def import_participants(
         created = (
             session.execute(insert(Participant).returning(Participant.id), new_rows).scalars().all()
         )
-        session.execute(
-            insert(ConsentEvent),
-            [
-                {"participant_id": pid, "kind": "consent", "at": now, "method": "import"}
-                for pid in created
-            ],
-        )
+        consent.record_consent(session, created, now=now, method="import")
         summary.created = len(created)
     audit.record(
         session,

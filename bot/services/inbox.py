@@ -27,9 +27,10 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.log import mask_phone
-from bot.models import Appointment, Flag, InboundMessage, Participant, User
+from bot.models import Flag, InboundMessage, Participant, User
 from bot.services.caseload import Viewer, caseload_clause, sees_everyone
 from bot.services.flags import resolve_flag
+from bot.services.inbound_store import Incoming
 
 ANSWER_KINDS = ("reply", "no_reply_needed")
 # Intents that automation answers in full (with `carrier` for STOP: only the bare keyword).
@@ -40,7 +41,7 @@ WAITING_LIMIT = 200
 FIRST_LINE_CHARS = 140
 
 
-def _had_open_flag(session: Session, message: InboundMessage) -> bool:
+def _had_open_flag(message: Incoming) -> ColumnElement[bool]:
     """Whether the sender had a flag open (not merely information) when the text came in. A
     flag this very text resolved (a reply resolves `no_reply`) still counts; one it raised does
     not (STOP's `opted_out` is information anyway)."""
@@ -50,58 +51,44 @@ def _had_open_flag(session: Session, message: InboundMessage) -> bool:
         if message.participant_id is not None
         else and_(Flag.participant_id.is_(None), Flag.sender_address == message.from_address)
     )
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    subject,
-                    Flag.severity != "info",
-                    Flag.opened_at < received,
-                    or_(Flag.resolved_at.is_(None), Flag.resolved_at >= received),
-                )
-            )
-        )
+    return exists().where(
+        subject,
+        Flag.severity != "info",
+        Flag.opened_at < received,
+        or_(Flag.resolved_at.is_(None), Flag.resolved_at >= received),
     )
 
 
-def _answered_an_appointment(session: Session, participant_id: int, now: datetime) -> bool:
-    """Whether processing this text (at `now`) recorded an answer to an appointment."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Appointment.participant_id == participant_id, Appointment.responded_at == now
-                )
-            )
-        )
-    )
-
-
-def fully_answered(
-    session: Session, message: InboundMessage, *, carrier: bool, now: datetime
-) -> bool:
-    """Whether automation said all there is to say to this text (see the module's rules)."""
-    intent = message.intent
+def fully_answered(intent: str, *, carrier: bool, answered_appointment: bool) -> bool:
+    """Whether automation said all there is to say to a text understood as `intent` (see the
+    module's rules); `answered_appointment` when a YES or NO answered a reminded appointment."""
     if intent == _START or (intent == _STOP and carrier):
         return True
-    if intent in _APPOINTMENT_ANSWERS and message.participant_id is not None:
-        session.flush()
-        return _answered_an_appointment(session, message.participant_id, now)
-    return False
+    return intent in _APPOINTMENT_ANSWERS and answered_appointment
 
 
-def settle(session: Session, message: InboundMessage, *, carrier: bool, now: datetime) -> bool:
-    """Called by inbound processing once the text is understood (`message.intent` set): ends
-    the wait when automation fully answered it. Returns whether the text still waits."""
-    if fully_answered(session, message, carrier=carrier, now=now) and not _had_open_flag(
-        session, message
-    ):
-        message.needs_reply = False
-        message.answer_kind = "automatic"
-        message.answered_at = now
-        return False
-    message.needs_reply = True
-    return True
+def settle(
+    session: Session,
+    message: Incoming,
+    intent: str,
+    *,
+    carrier: bool,
+    answered_appointment: bool,
+    now: datetime,
+) -> bool:
+    """Called by inbound processing once the text is understood: ends the wait when automation
+    fully answered it. Returns whether the text still waits. Most texts wait (they were stored
+    waiting), and cost no statement here."""
+    if not fully_answered(intent, carrier=carrier, answered_appointment=answered_appointment):
+        return True
+    # One statement: the wait ends unless the sender had a flag open.
+    ended = session.execute(
+        update(InboundMessage)
+        .where(InboundMessage.id == message.id, ~_had_open_flag(message))
+        .values(needs_reply=False, answer_kind="automatic", answered_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return not getattr(ended, "rowcount", 0)
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,18 @@ def _paged_user_ids(session: Session, flag: Flag) -> set[int]:
     return {int(d["user_id"]) for d in details if d and "user_id" in d}
 
 
+def start_ladder(session: Session, flag: Flag, now: datetime, config: Config) -> int:
+    """Page the first step of a new urgent flag's ladder at once (a crisis text: somebody must
+    know now, not at the next sweep) and schedule the next one. The same walk as every later
+    step (`advance_flag`): a step with nobody who can be texted is logged on the flag and the
+    next step is tried at once. Returns how many pages were enqueued."""
+    return advance_flag(session, flag, now=now, config=config).pages
+
+
 def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config) -> LadderCounts:
     """Do the flag's next ladder step (and the ones after it at once while a step pages nobody);
-    schedule the step after that."""
+    schedule the step after that. The one walk of the ladder: its first step (`start_ladder`)
+    and every later one (`advance_ladder`)."""
     counts = LadderCounts(flags=1)
     if flag.state != "open" or flag.severity not in LADDER_SEVERITIES:
         flag.next_page_at = None
@@ -62,7 +71,9 @@ def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config)
     steps: list[str] = list(rules["ladder_steps"])
     gap = timedelta(minutes=float(rules["ladder_minutes"]))
     repeat = bool(rules.get("repeat_last_step", True))
-    already = _paged_user_ids(session, flag)
+    # A flag whose ladder has not started has paged nobody (pages are only sent by this walk,
+    # which moves `ladder_step` on): no need to ask (the crisis path of the webhook).
+    already = _paged_user_ids(session, flag) if flag.ladder_step else set()
     step = flag.ladder_step
     went_out: list[datetime] = []
     while not went_out:
@@ -105,7 +116,7 @@ def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config)
     else:
         flag.next_page_at = None
         add_event(session, flag, "ladder_exhausted", now=now, detail={"step": step})
-        log_event(logger, "ladder_exhausted", flag_id=flag.id, step=step)
+        log_event(logger, "ladder_exhausted", level=logging.ERROR, flag_id=flag.id, step=step)
     return counts
 
 

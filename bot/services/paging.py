@@ -1,15 +1,15 @@
 """Pages to staff: a neutral text through the outbox telling a person a flag needs them.
 
 A page names the severity, a short label and a dashboard link, never what the participant said
-or why the flag was raised (DESIGN.md, Precise rules, "Pages"). `start_ladder` pages the first
-reachable step of the escalation ladder at once; `bot.services.ladder` (issue 6) advances the
-later steps with `page_user` and `ladder_recipients`.
+or why the flag was raised (DESIGN.md, Precise rules, "Pages"). The escalation ladder
+(bot.services.ladder, the one walk of its steps) pages with `page_user` the people
+`ladder_recipients` names.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -148,42 +148,3 @@ def ladder_recipients(session: Session, flag: Flag, step_name: str) -> list[User
             )
         )
     raise ValueError(f"unknown ladder step {step_name!r}")
-
-
-def start_ladder(session: Session, flag: Flag, now: datetime, config: Config) -> int:
-    """Page the first step of the escalation ladder at once and schedule the next one.
-
-    Step 1 is the assigned coach (or their cover while they are away). A step with nobody who
-    can be texted (no coach, no phone) is logged on the flag and the next step is tried at once:
-    an urgent flag must reach somebody now, not in 15 minutes. Returns how many pages were
-    enqueued; `flag.ladder_step` is the step that was paged and `next_page_at` when the
-    following step is due if nobody acknowledges.
-    """
-    escalation = get_setting(session, "escalation")
-    steps: list[str] = list(escalation["ladder_steps"])
-    minutes = int(escalation["ladder_minutes"])
-    paged = 0
-    for index, step_name in enumerate(steps, start=1):
-        recipients = ladder_recipients(session, flag, step_name)
-        if not recipients:
-            add_event(
-                session,
-                flag,
-                "page_skipped",
-                now=now,
-                detail={"step": index, "ladder_step": step_name, "why": "nobody at this step"},
-            )
-        for user in recipients:
-            if page_user(session, flag=flag, user=user, step=index, now=now, config=config):
-                paged += 1
-        flag.ladder_step = index
-        if paged:
-            break
-    # The ladder repeats its last step until someone acknowledges (`repeat_last_step`), so a
-    # flag first answered at the last step (no coach, no cover) is paged again like any other.
-    more_steps = flag.ladder_step < len(steps) or bool(escalation.get("repeat_last_step", True))
-    flag.next_page_at = now + timedelta(minutes=minutes) if paged and more_steps else None
-    flag.updated_at = now
-    if not paged:
-        log_event(log, "page.nobody_reachable", level=logging.ERROR, flag_id=flag.id)
-    return paged

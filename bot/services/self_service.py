@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.log import log_event
-from bot.models import Appointment, InboundMessage, OutboundMessage, Participant, PlannedContact
+from bot.models import Appointment, OutboundMessage, Participant, PlannedContact
 from bot.services import audit
+from bot.services.inbound_store import Incoming
 from bot.services.sendability import HOLDABLE
 from bot.services.templates import format_local_date, participant_context
 from messages.defaults import next_appointment_key
@@ -72,7 +73,7 @@ def as_start_if_opted_out(intent: Intent, participant: Participant) -> Intent:
 
 def answer(
     session: Session,
-    message: InboundMessage,
+    message: Incoming,
     participant: Participant,
     intent: Intent,
     *,

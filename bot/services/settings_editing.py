@@ -4,15 +4,13 @@ it, and re-plan future contacts only, saying how many changed.
 Re-planning never touches the past: contacts already queued, sent or skipped stay as they are.
 Planned contacts still in the future (state `planned`, `send_after` > now) are cancelled with the
 reason "settings changed", each active participant's `plan_version` is bumped (the documented
-signal that their plan must be materialised again), and the planner (scheduler.plan) runs at
-once when it is installed, so the coordinator sees the real difference: how many future
-contacts were added, dropped or moved.
+signal that their plan must be materialised again), and the planner (scheduler.plan.plan,
+passed in by the caller: a service never imports the scheduler) runs at once, so the
+coordinator sees the real difference: how many future contacts were added, dropped or moved.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +20,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.config import Config
 from bot.models import Participant, PlannedContact
 from bot.services import contacts as planned_contacts
 from bot.services.audit import record
@@ -197,27 +194,9 @@ def _future_planned(session: Session, now: datetime) -> dict[tuple[int, str, str
     return {(pid, rule, occ): send_after for pid, rule, occ, send_after in rows}
 
 
-PlannerFn = Callable[..., object]
-
-
-def find_planner() -> PlannerFn | None:
-    """scheduler.plan.plan when the scheduler is installed (issue 5), else None."""
-    try:
-        module = importlib.import_module("scheduler.plan")
-    except ImportError:
-        return None
-    planner = getattr(module, "plan", None)
-    return planner if callable(planner) else None
-
-
-def _run_planner(planner: PlannerFn, session: Session, now: datetime, config: Config) -> None:
-    parameters = inspect.signature(planner).parameters
-    kwargs: dict[str, Any] = {}
-    if "config" in parameters:
-        kwargs["config"] = config
-    if "now" in parameters:
-        kwargs["now"] = now
-    planner(session, **kwargs)
+# Plans future contacts as of `now` (scheduler.plan.plan). Services never import the
+# scheduler: the caller that can see both (the web app's factory, a test) passes it in.
+Planner = Callable[[Session, datetime], object]
 
 
 def save_settings(
@@ -226,11 +205,12 @@ def save_settings(
     *,
     user_id: int | None,
     now: datetime,
-    config: Config,
-    planner: PlannerFn | None = None,
+    planner: Planner | None = None,
     actor: str = "dashboard",
 ) -> SettingsSaved:
-    """Store the settings that differ, then re-plan the future if the plan depends on them."""
+    """Store the settings that differ, then re-plan the future if the plan depends on them:
+    with `planner`, at once (the coordinator sees how many contacts changed); without, by
+    the next scheduler pass (the bumped plan versions say so)."""
     current = all_settings(session)
     changed = [key for key, value in new.items() if current.get(key) != value]
     for key in changed:
@@ -257,10 +237,9 @@ def save_settings(
         .execution_options(synchronize_session=False)
     )
     session.flush()
-    planner = planner or find_planner()
     if planner is None:
         return SettingsSaved(changed, cancelled, 0, cancelled, replanned=False)
-    _run_planner(planner, session, now, config)
+    planner(session, now)
     session.flush()
     after = _future_planned(session, now)
     moved_or_dropped = sum(1 for k, at in before.items() if after.get(k) != at)

@@ -11,6 +11,7 @@ from bot.db import make_engine, make_session_factory
 from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
+from scheduler.plan import plan
 
 from . import (
     admin,
@@ -51,6 +52,9 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         engine=engine,
         sessions=make_session_factory(engine),
         transport=transport or make_transport(config),
+        # The factory is where the layers meet: services never import the scheduler, so the
+        # settings page is handed the planner here.
+        planner=plan,
     )
     app.teardown_appcontext(close_db)
     app.register_blueprint(health.bp)

@@ -30,27 +30,22 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_login import login_required as _flask_login_required
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import func, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from bot.models import AuditLog, User
+from bot.models import User
 from bot.services.audit import record
-from bot.services.users import find_user_by_email, hash_password, verify_password
+from bot.services.login import (
+    ADDRESS_WINDOW_MINUTES,
+    LOCK_MINUTES,
+    MAX_FAILED_LOGINS,
+    attempt_login,
+)
 
 from . import ui
 from .context import db, state, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Account lock: this many wrong passwords in a row lock the account for LOCK_MINUTES.
-MAX_FAILED_LOGINS = 5
-LOCK_MINUTES = 15
-# Per-address throttle: this many failed logins from one address (any accounts) within
-# ADDRESS_WINDOW_MINUTES refuse further attempts from it until the window passes. Higher than
-# the account limit, so a shared office connection is not blocked by one person's typos.
-MAX_FAILED_PER_ADDRESS = 20
-ADDRESS_WINDOW_MINUTES = 15
 
 # Blueprints reachable without a dashboard login; "webhook" is also exempt from CSRF.
 PUBLIC_BLUEPRINTS = frozenset({"health", "webhook"})
@@ -71,9 +66,6 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     )
 )
-
-# Compared against when the email is unknown, so a wrong email takes as long as a wrong password.
-_DUMMY_HASH = hash_password("not-a-real-password-for-timing")
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -162,20 +154,6 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _failures_from_address(address: str, now: datetime) -> int:
-    since = now - timedelta(minutes=ADDRESS_WINDOW_MINUTES)
-    count = db().scalar(
-        select(func.count())
-        .select_from(AuditLog)
-        .where(
-            AuditLog.action == "login.failed",
-            AuditLog.at >= since,
-            AuditLog.detail["address"].as_string() == address,
-        )
-    )
-    return int(count or 0)
-
-
 def _local_clock(instant: datetime) -> str:
     local = instant.astimezone(state().config.zone)
     return local.strftime("%I:%M %p").lstrip("0")
@@ -200,76 +178,44 @@ def login() -> str | WerkzeugResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("login.html", email="", error=None)
 
-    now = utcnow()
     session_db = db()
     email = request.form.get("email", "").strip().lower()
-    password = request.form.get("password", "")
-    address = client_address()
-
-    if _failures_from_address(address, now) >= MAX_FAILED_PER_ADDRESS:
+    attempt = attempt_login(
+        session_db,
+        email=email,
+        password=request.form.get("password", ""),
+        address=client_address(),
+        now=utcnow(),
+    )
+    if attempt.outcome == "throttled":
         error = (
             "Too many failed sign-ins from this network. "
             f"Wait {ADDRESS_WINDOW_MINUTES} minutes, then try again."
         )
         return render_template("login.html", email=email, error=error), 429
-
-    user = find_user_by_email(session_db, email) if email else None
-    if user is not None and user.locked_until is not None and user.locked_until > now:
+    session_db.commit()
+    if attempt.outcome == "locked":
+        assert attempt.locked_until is not None
         error = (
             f"This account is locked after {MAX_FAILED_LOGINS} wrong passwords. "
-            f"Try again after {_local_clock(user.locked_until)}, or ask an admin to help."
+            f"Try again after {_local_clock(attempt.locked_until)}, or ask an admin to help."
         )
-        record(
-            session_db,
-            now=now,
-            action="login.locked",
-            actor="dashboard",
-            user_id=user.id,
-            detail={"address": address},
-        )
-        session_db.commit()
         return render_template("login.html", email=email, error=error), 423
-
-    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
-    if user is None or not ok or not user.active:
+    if attempt.outcome == "failed":
         error = "That email and password do not match an active account."
-        detail: dict[str, Any] = {"address": address}
-        if user is not None and not ok:
-            user.failed_logins += 1
-            if user.failed_logins >= MAX_FAILED_LOGINS:
-                user.failed_logins = 0
-                user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-                detail["locked"] = True
-                error = (
-                    f"That was the {MAX_FAILED_LOGINS}th wrong password, so this account is "
-                    f"locked for {LOCK_MINUTES} minutes (until {_local_clock(user.locked_until)})."
-                    " Ask an admin if you need in sooner."
-                )
-            else:
-                left = MAX_FAILED_LOGINS - user.failed_logins
-                error += f" {left} more wrong {'try' if left == 1 else 'tries'} will lock it."
-        record(
-            session_db,
-            now=now,
-            action="login.failed",
-            actor="dashboard",
-            user_id=user.id if user else None,
-            detail=detail,
-        )
-        session_db.commit()
+        if attempt.locked_now:
+            assert attempt.locked_until is not None
+            error = (
+                f"That was the {MAX_FAILED_LOGINS}th wrong password, so this account is "
+                f"locked for {LOCK_MINUTES} minutes (until {_local_clock(attempt.locked_until)})."
+                " Ask an admin if you need in sooner."
+            )
+        elif attempt.tries_left is not None:
+            left = attempt.tries_left
+            error += f" {left} more wrong {'try' if left == 1 else 'tries'} will lock it."
         return render_template("login.html", email=email, error=error), 401
-
-    user.failed_logins = 0
-    user.locked_until = None
-    record(
-        session_db,
-        now=now,
-        action="login",
-        actor="dashboard",
-        user_id=user.id,
-        detail={"address": address},
-    )
-    session_db.commit()
+    assert attempt.user is not None
+    user = attempt.user
     target = _safe_next(request.args.get("next"))
     # A fresh session at login, so a session id planted before login is worthless after it.
     session.clear()

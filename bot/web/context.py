@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
+from bot.services.settings_editing import Planner
 from bot.transport.base import Transport
 
 
@@ -19,6 +20,8 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     transport: Transport
+    # Re-plans future contacts as of a moment (scheduler.plan.plan), for a settings change.
+    planner: Planner | None = None
 
 
 def state() -> AppState:

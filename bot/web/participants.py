@@ -18,10 +18,11 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import Appointment, Flag, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
+from bot.services import coach_reply, inbox
 from bot.services import conversation as conv
-from bot.services import inbox
 from bot.services.audit import record
 from bot.services.caseload import caseload_clause, get_visible_participant
+from bot.services.consent import consent_history
 from bot.services.flags import OUTCOMES
 from bot.services.queue import reason_label, time_since
 
@@ -199,7 +200,7 @@ def _detail_page(
             select(User).where(User.id.in_({e.sent_by for e in thread if e.sent_by}))
         )
     }
-    timing = conv.reply_timing(session, participant, now)
+    timing = coach_reply.reply_timing(session, participant, now)
     return render_template(
         "participant.html",
         title=participant.first_name,
@@ -210,7 +211,7 @@ def _detail_page(
         open_flags=open_flags,
         resolved_flags=resolved_flags,
         appointments=conv.appointments_for(session, participant, now),
-        consent=conv.consent_history(session, participant),
+        consent=consent_history(session, participant),
         contacts=conv.upcoming_contacts(session, participant, now),
         timing=timing,
         hold=conv.automation_hold(session, participant, now),
@@ -220,7 +221,7 @@ def _detail_page(
         reply_key=secrets.token_urlsafe(12),
         reply_body=reply_body,
         reply_error=reply_error,
-        reply_when=reply_when or conv.SEND_MORNING,
+        reply_when=reply_when or coach_reply.SEND_MORNING,
         outcomes=[(o, OUTCOME_LABELS.get(o, o)) for o in OUTCOMES],
         appointment_kinds=APPOINTMENT_KINDS,
         common_zones=COMMON_ZONES,
@@ -243,32 +244,22 @@ def reply(participant_id: int) -> ResponseReturnValue:
     body = request.form.get("body", "")
     when = request.form.get("when") or None
     try:
-        queued = conv.send_staff_reply(
+        queued = coach_reply.send_staff_reply(
             session,
             participant,
             body=body,
-            staff_id=staff.id,
-            key=request.form.get("reply_key", "").strip()[:40] or secrets.token_urlsafe(12),
+            staff_user_id=staff.id,
+            reply_key=request.form.get("reply_key", ""),
             now=now,
             when=when,
-            may_override_sensitive=staff.sees_everyone and request.form.get("send_anyway") == "yes",
+            may_override=staff.sees_everyone,
+            send_anyway=request.form.get("send_anyway") == "yes",
         )
     except conv.ChangeError as exc:
         session.rollback()
         # The typed text stays in the box and the reason is shown next to it.
         page = _detail_page(participant, reply_body=body, reply_error=str(exc), reply_when=when)
         return page, 422
-    if queued.created:
-        audit(
-            "participant.reply",
-            participant.id,
-            {
-                "outbound_message_id": queued.message.id,
-                "segments": queued.message.segments,
-                "at_once": queued.at_once,
-                "texts_answered": queued.texts_answered,
-            },
-        )
     session.commit()
     segments = queued.message.segments
     count = f"{segments} text{'s' if segments != 1 else ''}"

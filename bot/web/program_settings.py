@@ -76,7 +76,7 @@ def save() -> ResponseReturnValue:
     except SettingsInvalid as invalid:
         return _page(form, invalid.errors, 422)
     saved = save_settings(
-        session, new, user_id=current_staff().id, now=utcnow(), config=state().config
+        session, new, user_id=current_staff().id, now=utcnow(), planner=state().planner
     )
     session.commit()
     flash(saved.message, "success")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant
-from bot.services.inbound import opt_out
+from bot.services.consent import opt_out
 from bot.services.outbox.claims import LEASE, recover_stale
 from bot.timeutil import in_quiet_hours
 from bot.transport.base import SendRequest, SendResult

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.models import OutboundMessage, Participant
-from bot.services.inbound import opt_out
+from bot.services.consent import opt_out
 from bot.transport.base import SendRequest, SendResult, TransportError
 from scheduler.enqueue import enqueue_due
 from scheduler.plan import plan

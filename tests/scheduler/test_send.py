@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Config
 from bot.models import Flag, OutboundMessage, Participant, PlannedContact
 from bot.services.delivery import apply_status
-from bot.services.inbound import STUCK_AFTER, InboundForm, store
+from bot.services.inbound import InboundForm, store
+from bot.services.inbound_retry import STUCK_AFTER
 from bot.services.outbox import enqueue
 from bot.services.outbox.claims import LEASE, recover_stale
 from bot.transport.base import SendRequest, SendResult, TransportError

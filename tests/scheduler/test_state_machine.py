@@ -1,5 +1,6 @@
-"""A hypothesis state machine: plan, ticks at random times, STOP/START, appointment moves and
-status callbacks. Whatever the order: nothing after STOP, nothing in quiet hours, nothing twice."""
+"""A hypothesis state machine: plan, ticks at random times, STOP/START (texted in, through the
+webhook's path: the real opt-out and opt-in), appointment moves and status callbacks. Whatever
+the order: nothing after STOP, nothing in quiet hours, nothing twice."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from bot.config import Config
 from bot.db import make_engine, make_session_factory, upgrade_to_head
 from bot.models import OutboundMessage, Participant, PlannedContact
+from bot.services.inbound import InboundForm, receive
 from bot.transport.base import SendRequest, SendResult
 from scheduler.tick import tick
 from tests.factories import make_appointment, make_participant
@@ -63,6 +65,7 @@ class OutboundMachine(RuleBasedStateMachine):
         # events, not by clock, so a STOP at the same instant as a tick is judged correctly.
         self.stops: dict[str, list[tuple[int, int | None]]] = {}
         self.zone_of: dict[str, str] = {}
+        self.texts = 0
         with self.sessions.begin() as session:
             self.ids = []
             for i, zone in enumerate(zones):
@@ -87,29 +90,55 @@ class OutboundMachine(RuleBasedStateMachine):
         self.transport.now = self.now
         tick(self.sessions, self.transport, self.config, self.now, rate_limited=False)
 
-    @rule(index=st.integers(0, 2))
-    def stop(self, index: int) -> None:
-        with self.sessions.begin() as session:
-            p = session.get(Participant, self.ids[index % len(self.ids)])
-            assert p is not None
-            if p.status == "opted_out":
-                return
-            p.status, p.opted_out_at = "opted_out", self.now
-            p.plan_version += 1
-            self.stops.setdefault(p.phone, []).append((len(self.transport.sent), None))
+    def _text(self, pid: int, body: str) -> str:
+        """The person texts `body` through the webhook's path (the real opt-out and opt-in,
+        bot.services.consent); returns their status afterwards."""
+        with self.sessions() as session:
+            person = session.get_one(Participant, pid)
+            phone = person.phone
+        self.texts += 1
+        outcome = receive(
+            self.sessions,
+            InboundForm(
+                message_sid=f"SM{self.texts:032d}",
+                from_address=phone,
+                to_address="+13125550000",
+                body=body,
+                num_media=0,
+            ),
+            now=self.now,
+            config=self.config,
+        )
+        assert not outcome.failed
+        with self.sessions() as session:
+            return session.get_one(Participant, pid).status
+
+    def _status(self, pid: int) -> tuple[str, str]:
+        with self.sessions() as session:
+            person = session.get_one(Participant, pid)
+            return person.status, person.phone
+
+    @rule(index=st.integers(0, 2), wording=st.sampled_from(["STOP", "stop", "Stop texting me"]))
+    def stop(self, index: int, wording: str) -> None:
+        pid = self.ids[index % len(self.ids)]
+        before, phone = self._status(pid)
+        sent_before = len(self.transport.sent)
+        assert self._text(pid, wording) == "opted_out"
+        if before != "opted_out":
+            self.stops.setdefault(phone, []).append((sent_before, None))
 
     @rule(index=st.integers(0, 2), later=st.integers(0, 600))
     def start(self, index: int, later: int) -> None:
         self.now += timedelta(minutes=later)
-        with self.sessions.begin() as session:
-            p = session.get(Participant, self.ids[index % len(self.ids)])
-            assert p is not None
-            if p.status != "opted_out":
-                return
-            p.status = "active"
-            p.plan_version += 1
-            since, _ = self.stops[p.phone][-1]
-            self.stops[p.phone][-1] = (since, len(self.transport.sent))
+        pid = self.ids[index % len(self.ids)]
+        before, phone = self._status(pid)
+        after = self._text(pid, "START")
+        if before != "opted_out":
+            assert after == before  # START changes nothing for someone not opted out
+            return
+        assert after == "active"
+        since, _ = self.stops[phone][-1]
+        self.stops[phone][-1] = (since, len(self.transport.sent))
 
     @rule(index=st.integers(0, 2), days=st.integers(1, 12), hour=st.integers(0, 23))
     def move_appointment(self, index: int, days: int, hour: int) -> None:

@@ -26,14 +26,12 @@ from bot.services.expectations import create_expectations
 from bot.services.flags import raise_flag
 from bot.services.inbound import (
     LATE_REPLY_VALID_FOR,
-    RETRY_STUCK_FOR,
-    STUCK_AFTER,
     InboundForm,
-    process_stuck,
     receive,
     reminded_appointment,
     store,
 )
+from bot.services.inbound_retry import RETRY_STUCK_FOR, STUCK_AFTER, process_stuck
 from tests.factories import make_appointment, make_participant, make_sent_message, make_user
 
 _n = iter(range(1, 10**6))
@@ -663,3 +661,69 @@ def test_start_after_stop_resolves_opted_out_and_the_no_reply_flag_it_left_open(
     assert session.get_one(Participant, person.id).status == "active"
     states = {reason: state for reason, state in session.execute(select(Flag.reason, Flag.state))}
     assert states == {"no_reply": "resolved", "opted_out": "resolved"}
+
+
+# --- statements per text: the keyword and crisis paths ------------------------------------------
+
+
+def _reminded_person(session: Session, now: datetime) -> Participant:
+    """An active person with a coach, reminded of an appointment tomorrow."""
+    coach = make_user(session, now, role="coach", phone="+13125550777")
+    person = make_participant(session, now, coach_id=coach.id)
+    appointment = make_appointment(session, person, now + timedelta(days=1), now)
+    reminder = _contact(session, person, now, appointment)
+    _outbox(session, person, now, status="sent", contact=reminder, purpose="reminder")
+    return person
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # INSERT inbound; SELECT person; UPDATE expectations; SELECT no_reply flag; SELECT coach;
+        # SELECT template; INSERT reply; UPDATE inbound.
+        ("HELP", 8),
+        # INSERT inbound; SELECT person; INSERT consent; UPDATE person; UPDATE contacts;
+        # UPDATE outbox; UPDATE expectations; SELECT opted_out flag; INSERT flag; INSERT audit;
+        # INSERT flag event; UPDATE inbound; UPDATE inbound's wait (fully answered, unless a
+        # flag was open: bot.services.inbox.settle). (Twilio answers a carrier keyword.)
+        ("STOP", 13),
+        # The same, and our confirmation: SELECT coach; SELECT template; INSERT reply.
+        ("stop texting me", 15),
+        # INSERT inbound; SELECT person; UPDATE expectations; SELECT no_reply flag; SELECT
+        # appointment; UPDATE appointment; UPDATE its expectation; SELECT unconfirmed flag;
+        # SELECT coach; SELECT template; INSERT reply; UPDATE inbound; UPDATE inbound's wait.
+        ("YES", 13),
+        # INSERT inbound; SELECT person; SELECT crisis flag; INSERT flag; INSERT flag event;
+        # SELECT coach; SELECT settings; SELECT page template; INSERT page; UPDATE flag; INSERT
+        # paged event; UPDATE expectations; SELECT no_reply flag; SELECT template; INSERT
+        # reply; UPDATE inbound.
+        ("i want to die", 16),
+    ],
+)
+def test_keyword_and_crisis_texts_cost_a_known_number_of_statements(
+    sessions: sessionmaker[Session],
+    session: Session,
+    engine: Engine,
+    now: datetime,
+    config: Config,
+    body: str,
+    expected: int,
+) -> None:
+    # Before issue 14: HELP 9, STOP 15, "stop texting me" 18, YES 14, crisis 20.
+    person = _reminded_person(session, now)
+    session.commit()
+    # The person has texted before (the usual case).
+    receive(sessions, form(person.phone, "hello"), now=now, config=config)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        if not sql.lstrip().upper().startswith(("BEGIN", "COMMIT", "PRAGMA", "SELECT 1")):
+            statements.append(" ".join(sql.split())[:80])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        outcome = receive(sessions, form(person.phone, body), now=now, config=config)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert not outcome.failed and outcome.intent is not None
+    assert len(statements) == expected, "\n".join(statements)

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config
 from bot.models import Flag, FlagEvent, OutboundMessage, Participant, User
 from bot.services.flags import acknowledge_flag, raise_flag
-from bot.services.ladder import advance_ladder
-from bot.services.paging import start_ladder
+from bot.services.ladder import advance_ladder, start_ladder
 from tests.factories import make_participant, make_user
 
 GAP = timedelta(minutes=15)

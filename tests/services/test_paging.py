@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from bot.config import Config
 from bot.models import Flag, FlagEvent, OutboundMessage
 from bot.services.flags import raise_flag
-from bot.services.paging import page_user, start_ladder
+from bot.services.ladder import start_ladder
+from bot.services.paging import page_user
 from tests.factories import make_participant, make_user
 
 

@@ -18,6 +18,7 @@ from bot.services.settings_editing import (
     parse_settings_form,
     save_settings,
 )
+from scheduler.plan import plan
 from tests.factories import make_participant, make_user
 
 DEFAULT_FORM = {
@@ -116,7 +117,7 @@ def test_changing_the_cadence_cancels_only_future_planned_contacts(
     later = _contact(session, person, now, now + timedelta(days=3), "day-5")
     new = parse_settings_form({**DEFAULT_FORM, "send_time": "11:30"}, all_settings(session))
 
-    saved = save_settings(session, new, user_id=editor.id, now=now, config=config)
+    saved = save_settings(session, new, user_id=editor.id, now=now, planner=plan)
     session.commit()
 
     assert saved.changed_keys == ["cadence"]
@@ -152,7 +153,7 @@ def test_with_a_planner_the_message_counts_added_dropped_and_moved_contacts(
     _contact(session, person, now, now + timedelta(days=5), "day-7")
     calls: list[datetime] = []
 
-    def planner(session: Session, *, now: datetime) -> None:
+    def planner(session: Session, now: datetime) -> None:
         # As a real planner would under the new cadence: day 3 moves by 90 minutes, day 5 is
         # unchanged, day 7 is no longer in the cadence, day 6 is new.
         calls.append(now)
@@ -166,7 +167,7 @@ def test_with_a_planner_the_message_counts_added_dropped_and_moved_contacts(
     new = parse_settings_form(
         {**DEFAULT_FORM, "checkin_days": "1, 2, 3, 5, 6, 10, 14"}, all_settings(session)
     )
-    saved = save_settings(session, new, user_id=None, now=now, config=config, planner=planner)
+    saved = save_settings(session, new, user_id=None, now=now, planner=planner)
 
     assert calls == [now]
     assert saved.replanned and saved.cancelled == 3 and saved.planned == 3
@@ -183,7 +184,7 @@ def test_escalation_rules_change_no_planned_contact(
         {**DEFAULT_FORM, "reply_window_hours": "24", "ladder_step_3": ""}, all_settings(session)
     )
 
-    saved = save_settings(session, new, user_id=None, now=now, config=config)
+    saved = save_settings(session, new, user_id=None, now=now)
 
     assert saved.changed_keys == ["escalation"]
     assert saved.cancelled == 0 and contact.state == "planned"
@@ -201,7 +202,6 @@ def test_saving_unchanged_settings_changes_nothing(
         parse_settings_form(DEFAULT_FORM, all_settings(session)),
         user_id=None,
         now=now,
-        config=config,
     )
     assert saved.changed_keys == [] and saved.message == "Nothing changed."
     assert session.scalars(select(AuditLog)).all() == []

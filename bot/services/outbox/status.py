@@ -56,7 +56,7 @@ def note_error_code(session: Session, message_id: int, code: int) -> bool:
 
 def cancel_pending_for_participant(session: Session, participant_id: int, now: datetime) -> int:
     """An opt-out: the person's rows not yet claimed are cancelled. Rows a scheduler tick holds
-    locked are skipped, not waited for (see bot/services/inbound.py, opt_out): the claim and
+    locked are skipped, not waited for (see bot.services.consent): the claim and
     the last look cancel those."""
     unlocked = (
         select(OutboundMessage.id)
