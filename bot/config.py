@@ -26,6 +26,8 @@ DEFAULT_INSTANCE_DIR = Path("instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_INSTANCE_DIR / 'checkin.sqlite3'}"
 DEFAULT_TWILIO_API_BASE = "https://api.twilio.com"
 SUPPORTED_DB_BACKENDS = ("sqlite", "postgresql")
+# Flask signs session cookies with it: a short key can be guessed offline from one cookie.
+MIN_SECRET_KEY_LENGTH = 32
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -80,14 +82,24 @@ class Config:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def require_secret_key(self) -> str:
-        """Commands that serve requests call this; everything else may run without a key."""
+        """Commands that serve requests call this; everything else may run without a key.
+
+        The key must be at least MIN_SECRET_KEY_LENGTH characters (DESIGN.md, Precise rules);
+        the demo makes its own and tests use theirs, so neither calls this."""
         if not self.secret_key:
+            raise ConfigError("SECRET_KEY", f"is required to serve requests; {_SECRET_KEY_HINT}")
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ConfigError(
                 "SECRET_KEY",
-                "is required to serve requests; set a long random value "
-                '(python -c "import secrets; print(secrets.token_hex(32))")',
+                f"is {len(self.secret_key)} characters long; it must be at least "
+                f"{MIN_SECRET_KEY_LENGTH}: {_SECRET_KEY_HINT}",
             )
         return self.secret_key
+
+
+_SECRET_KEY_HINT = (
+    'set a long random value (python -c "import secrets; print(secrets.token_hex(32))")'
+)
 
 
 def load_config(

@@ -538,7 +538,7 @@ def run_demo(host: str, port: int) -> int:
         database_url=database_url,
         database_url_explicit=True,
         demo=True,
-        secret_key=config.secret_key or secrets.token_hex(32),
+        secret_key=secrets.token_hex(32),  # its own, whatever SECRET_KEY says
         public_base_url=f"http://{host}:{port}",
         # The demo never calls Twilio, whatever credentials are set (DESIGN.md, Precise rules):
         # demo=True turns `twilio_enabled` off and the transport below is built here, not from
