@@ -265,11 +265,17 @@ def create_user_command(email: str, role: str, name: str | None, phone: str | No
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def demo(host: str, port: int) -> None:
+@click.option(
+    "--database-url",
+    default=None,
+    help="Seed this database instead of instance/demo.sqlite3 (refused if it holds users or "
+    "participants the demo did not create). DATABASE_URL is never read.",
+)
+def demo(host: str, port: int, database_url: str | None) -> None:
     """Seed a demo program and run the web app and worker with the simulated transport."""
     from bot.demo import run_demo
 
-    sys.exit(run_demo(host=host, port=port))
+    sys.exit(run_demo(host=host, port=port, database_url=database_url))
 
 
 if __name__ == "__main__":

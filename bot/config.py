@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -87,29 +87,34 @@ class Config:
         The key must be at least MIN_SECRET_KEY_LENGTH characters (DESIGN.md, Precise rules);
         the demo makes its own and tests use theirs, so neither calls this."""
         if not self.secret_key:
-            raise ConfigError("SECRET_KEY", f"is required to serve requests; {_SECRET_KEY_HINT}")
+            raise ConfigError("SECRET_KEY", f"is required to serve requests; {_KEY_ADVICE}")
         if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ConfigError(
                 "SECRET_KEY",
                 f"is {len(self.secret_key)} characters long; it must be at least "
-                f"{MIN_SECRET_KEY_LENGTH}: {_SECRET_KEY_HINT}",
+                f"{MIN_SECRET_KEY_LENGTH}: {_KEY_ADVICE}",
             )
         return self.secret_key
 
 
-_SECRET_KEY_HINT = (
-    'set a long random value (python -c "import secrets; print(secrets.token_hex(32))")'
-)
+_KEY_ADVICE = 'set a long random value (python -c "import secrets; print(secrets.token_hex(32))")'
 
 
 def load_config(
-    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+    env_file: str | Path | None = ".env",
+    environ: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
 ) -> Config:
-    """Read `.env` (when present) and the process environment, then parse and check."""
+    """Read `.env` (when present) and the process environment, then parse and check.
+
+    Variables named in `ignore` are not read from either (`checkin demo` ignores DATABASE_URL)."""
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
+    for name in ignore:
+        values.pop(name, None)
     return parse_config(values)
 
 
@@ -161,21 +166,26 @@ def parse_config(env: Mapping[str, str]) -> Config:
     )
 
 
-def _parse_database_url(value: str) -> str:
+def parse_database_url(value: str, name: str = "DATABASE_URL") -> str:
+    """Check a database URL (`name` is what an error names: the variable or the option)."""
+    return _parse_database_url(value, name)
+
+
+def _parse_database_url(value: str, name: str = "DATABASE_URL") -> str:
     try:
         url = make_url(value)
     except ArgumentError:
-        raise ConfigError("DATABASE_URL", f"{value!r} is not a database URL") from None
+        raise ConfigError(name, f"{value!r} is not a database URL") from None
     if url.get_backend_name() not in SUPPORTED_DB_BACKENDS:
         raise ConfigError(
-            "DATABASE_URL",
+            name,
             f"backend {url.get_backend_name()!r} is not supported (use sqlite or postgresql)",
         )
     if url.get_backend_name() == "postgresql" and url.get_driver_name() not in (
         "psycopg",
         "psycopg2",
     ):
-        raise ConfigError("DATABASE_URL", "use the psycopg driver: postgresql+psycopg://...")
+        raise ConfigError(name, "use the psycopg driver: postgresql+psycopg://...")
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
         value = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
