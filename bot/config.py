@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE_DIR = Path("instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_INSTANCE_DIR / 'checkin.sqlite3'}"
+DEFAULT_SPOOL_DIR = DEFAULT_INSTANCE_DIR / "spool"
 DEFAULT_TWILIO_API_BASE = "https://api.twilio.com"
 SUPPORTED_DB_BACKENDS = ("sqlite", "postgresql")
 # Flask signs session cookies with it: a short key can be guessed offline from one cookie.
@@ -61,6 +62,10 @@ class Config:
     program_timezone: str = "America/New_York"
     send_rate_per_second: float = 1.0
     log_level: str = "INFO"
+    # Where the webhook keeps signed texts while the database is down (DESIGN.md §2).
+    spool_dir: Path = DEFAULT_SPOOL_DIR
+    # Fetched after each scheduler pass: a healthchecks-style dead-man's switch.
+    worker_ping_url: str | None = None
     # Set by `checkin demo`: the simulated transport and the phone simulator, whatever else is set.
     demo: bool = False
     testing: bool = False
@@ -163,6 +168,8 @@ def parse_config(env: Mapping[str, str]) -> Config:
         ),
         send_rate_per_second=_parse_rate(get("SEND_RATE_PER_SECOND")),
         log_level=_parse_log_level(get("LOG_LEVEL")),
+        spool_dir=_parse_spool_dir(get("SPOOL_DIR")),
+        worker_ping_url=_parse_ping_url(get("WORKER_PING_URL")),
     )
 
 
@@ -252,3 +259,21 @@ def _parse_log_level(value: str | None) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL", f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _parse_spool_dir(value: str | None) -> Path:
+    path = Path(value) if value is not None else DEFAULT_SPOOL_DIR
+    if path.exists() and not path.is_dir():
+        raise ConfigError("SPOOL_DIR", f"{value!r} exists and is not a directory")
+    return path
+
+
+def _parse_ping_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "WORKER_PING_URL", f"{value!r} is not an http(s) URL like https://hc-ping.com/<uuid>"
+        )
+    return value

@@ -44,6 +44,7 @@ from bot.models import (
     User,
 )
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
+from bot.services.heartbeat import after_pass
 from bot.services.importer import import_appointments, import_participants
 from bot.services.seed import seed_defaults
 from bot.services.settings import DEFAULT_SETTINGS
@@ -613,6 +614,17 @@ class DemoWorker:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def _heartbeat(self) -> None:
+        try:
+            after_pass(
+                self.sessions,
+                self.config,
+                at=self.clock(),
+                worker_id=f"demo:{default_worker_id()}",
+            )
+        except Exception as exc:
+            log_event(log, "demo.heartbeat_failed", logging.ERROR, error=type(exc).__name__)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -630,6 +642,7 @@ class DemoWorker:
                 self.ticks += 1
                 self.last = summary
                 log_event(log, "demo.tick", **summary.as_log())
+                self._heartbeat()
             self._stop.wait(self.interval_seconds)
 
 

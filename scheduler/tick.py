@@ -148,9 +148,15 @@ def run_tick_command(config: Config, now_text: str | None) -> int:
             return 1
     else:
         now = datetime.now(UTC)
+    from bot.services.heartbeat import after_pass
+
     engine = make_engine(config.database_url)
+    sessions = make_session_factory(engine)
+    worker_id = default_worker_id()
     try:
-        summary = tick(make_session_factory(engine), make_transport(config), config, now)
+        summary = tick(sessions, make_transport(config), config, now, worker_id=worker_id)
+        # The heartbeat is when the pass ran, not the instant `--now` runs it as of.
+        after_pass(sessions, config, at=datetime.now(UTC), worker_id=worker_id)
     except OperationalError as exc:
         print(
             f"error: database: {exc.orig or exc} (did you run `checkin init-db`?)", file=sys.stderr

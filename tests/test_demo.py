@@ -34,6 +34,7 @@ from bot.models import (
     PlannedContact,
     User,
 )
+from bot.services.heartbeat import worker_state
 from bot.transport.simulated import SimulatedTransport
 from tests.factories import make_participant, make_user
 from tests.scheduler.fake_twilio import FakeTwilio
@@ -128,6 +129,8 @@ def test_the_demo_worker_ticks_in_the_background_and_stops_cleanly(tmp_path: Pat
     assert not worker._thread.is_alive()
     assert worker.last is not None and worker.last.now == NOW and worker.last.send.sent > 0
     assert len(transport.sent) == worker.last.send.sent
+    with make_session_factory(engine)() as session:  # the dashboard shows no stale banner
+        assert worker_state(session, NOW).last_pass_at == NOW
     engine.dispose()
 
 
