@@ -17,6 +17,7 @@ from . import (
     auth,
     flags,
     health,
+    input_guard,
     message_templates,
     participants,
     program_settings,
@@ -52,6 +53,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         transport=transport or make_transport(config),
     )
     app.teardown_appcontext(close_db)
+    input_guard.init_app(app)  # before the blueprints: it bounds their <int:...> ids
     app.register_blueprint(health.bp)
     app.register_blueprint(webhook.bp)
     auth.init_app(app)
