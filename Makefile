@@ -1,6 +1,9 @@
 # Two commands for a fresh clone: `make demo` and `make test`. Both create .venv and install
 # what they need first. `make check` is what CI runs: lint, format, types, then the tests.
 PYTHON ?= python3
+# `make demo PORT=5050 HOST=0.0.0.0` when 5000 is taken (macOS AirPlay uses it) or to share it.
+PORT ?= 5000
+HOST ?= 127.0.0.1
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/checkin demo
+	$(BIN)/checkin demo --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -224,7 +224,7 @@ def main() -> None:
             env = dict(
                 os.environ,
                 DATABASE_URL=url,
-                SECRET_KEY="bench",
+                SECRET_KEY="bench-" + "k" * 32,
                 PUBLIC_BASE_URL=PUBLIC,
                 TWILIO_ACCOUNT_SID="AC" + "0" * 32,
                 TWILIO_AUTH_TOKEN=TOKEN,

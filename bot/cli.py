@@ -109,7 +109,9 @@ def worker() -> None:
 )
 def tick(now_text: str | None) -> None:
     """One full pass: plan, send due, sweep; prints a one-line summary."""
+    from bot.services.heartbeat import after_pass
     from bot.transport.factory import make_transport
+    from scheduler.tick import default_worker_id
     from scheduler.tick import tick as run_tick
 
     config = _config()
@@ -121,8 +123,12 @@ def tick(now_text: str | None) -> None:
     else:
         now = _now()
     engine = make_engine(config.database_url)
+    sessions = make_session_factory(engine)
+    worker_id = default_worker_id()
     try:
-        summary = run_tick(make_session_factory(engine), make_transport(config), config, now)
+        summary = run_tick(sessions, make_transport(config), config, now, worker_id=worker_id)
+        # The heartbeat is when the pass ran, not the instant `--now` runs it as of.
+        after_pass(sessions, config, at=_now(), worker_id=worker_id)
     except OperationalError as exc:
         _fail(f"database: {exc.orig or exc} (did you run `checkin init-db`?)")
     finally:
@@ -322,11 +328,17 @@ def create_user_command(email: str, role: str, name: str | None, phone: str | No
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def demo(host: str, port: int) -> None:
+@click.option(
+    "--database-url",
+    default=None,
+    help="Seed this database instead of instance/demo.sqlite3 (refused if it holds users or "
+    "participants the demo did not create). DATABASE_URL is never read.",
+)
+def demo(host: str, port: int, database_url: str | None) -> None:
     """Seed a demo program and run the web app and worker with the simulated transport."""
     from bot.demo import run_demo
 
-    sys.exit(run_demo(host=host, port=port))
+    sys.exit(run_demo(host=host, port=port, database_url=database_url))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE_DIR = Path("instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_INSTANCE_DIR / 'checkin.sqlite3'}"
+DEFAULT_SPOOL_DIR = DEFAULT_INSTANCE_DIR / "spool"
 DEFAULT_TWILIO_API_BASE = "https://api.twilio.com"
 SUPPORTED_DB_BACKENDS = ("sqlite", "postgresql")
+# Flask signs session cookies with it: a short key can be guessed offline from one cookie.
+MIN_SECRET_KEY_LENGTH = 32
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -59,6 +62,10 @@ class Config:
     program_timezone: str = "America/New_York"
     send_rate_per_second: float = 1.0
     log_level: str = "INFO"
+    # Where the webhook keeps signed texts while the database is down (DESIGN.md §2).
+    spool_dir: Path = DEFAULT_SPOOL_DIR
+    # Fetched after each scheduler pass: a healthchecks-style dead-man's switch.
+    worker_ping_url: str | None = None
     # Set by `checkin demo`: the simulated transport and the phone simulator, whatever else is set.
     demo: bool = False
     testing: bool = False
@@ -76,24 +83,39 @@ class Config:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def require_secret_key(self) -> str:
-        """Commands that serve requests call this; everything else may run without a key."""
+        """Commands that serve requests call this; everything else may run without a key.
+
+        The key must be at least MIN_SECRET_KEY_LENGTH characters (DESIGN.md, Precise rules);
+        the demo makes its own and tests use theirs, so neither calls this."""
         if not self.secret_key:
+            raise ConfigError("SECRET_KEY", f"is required to serve requests; {_KEY_ADVICE}")
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ConfigError(
                 "SECRET_KEY",
-                "is required to serve requests; set a long random value "
-                '(python -c "import secrets; print(secrets.token_hex(32))")',
+                f"is {len(self.secret_key)} characters long; it must be at least "
+                f"{MIN_SECRET_KEY_LENGTH}: {_KEY_ADVICE}",
             )
         return self.secret_key
 
 
+_KEY_ADVICE = 'set a long random value (python -c "import secrets; print(secrets.token_hex(32))")'
+
+
 def load_config(
-    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+    env_file: str | Path | None = ".env",
+    environ: Mapping[str, str] | None = None,
+    *,
+    ignore: Collection[str] = (),
 ) -> Config:
-    """Read `.env` (when present) and the process environment, then parse and check."""
+    """Read `.env` (when present) and the process environment, then parse and check.
+
+    Variables named in `ignore` are not read from either (`checkin demo` ignores DATABASE_URL)."""
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
+    for name in ignore:
+        values.pop(name, None)
     return parse_config(values)
 
 
@@ -142,24 +164,31 @@ def parse_config(env: Mapping[str, str]) -> Config:
         ),
         send_rate_per_second=_parse_rate(get("SEND_RATE_PER_SECOND")),
         log_level=_parse_log_level(get("LOG_LEVEL")),
+        spool_dir=_parse_spool_dir(get("SPOOL_DIR")),
+        worker_ping_url=_parse_ping_url(get("WORKER_PING_URL")),
     )
 
 
-def _parse_database_url(value: str) -> str:
+def parse_database_url(value: str, name: str = "DATABASE_URL") -> str:
+    """Check a database URL (`name` is what an error names: the variable or the option)."""
+    return _parse_database_url(value, name)
+
+
+def _parse_database_url(value: str, name: str = "DATABASE_URL") -> str:
     try:
         url = make_url(value)
     except ArgumentError:
-        raise ConfigError("DATABASE_URL", f"{value!r} is not a database URL") from None
+        raise ConfigError(name, f"{value!r} is not a database URL") from None
     if url.get_backend_name() not in SUPPORTED_DB_BACKENDS:
         raise ConfigError(
-            "DATABASE_URL",
+            name,
             f"backend {url.get_backend_name()!r} is not supported (use sqlite or postgresql)",
         )
     if url.get_backend_name() == "postgresql" and url.get_driver_name() not in (
         "psycopg",
         "psycopg2",
     ):
-        raise ConfigError("DATABASE_URL", "use the psycopg driver: postgresql+psycopg://...")
+        raise ConfigError(name, "use the psycopg driver: postgresql+psycopg://...")
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         # Plain postgresql:// would pick psycopg2, which is not installed; psycopg 3 is.
         value = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -226,3 +255,21 @@ def _parse_log_level(value: str | None) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("LOG_LEVEL", f"{value!r} is not one of DEBUG, INFO, WARNING, ERROR")
     return level
+
+
+def _parse_spool_dir(value: str | None) -> Path:
+    path = Path(value) if value is not None else DEFAULT_SPOOL_DIR
+    if path.exists() and not path.is_dir():
+        raise ConfigError("SPOOL_DIR", f"{value!r} exists and is not a directory")
+    return path
+
+
+def _parse_ping_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "WORKER_PING_URL", f"{value!r} is not an http(s) URL like https://hc-ping.com/<uuid>"
+        )
+    return value

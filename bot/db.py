@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,42 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         connect_args.setdefault("prepare_threshold", None)
         kwargs["connect_args"] = connect_args
     return create_engine(url, **kwargs)
+
+
+def make_probe_engine(database_url: str, timeout_seconds: float) -> Engine:
+    """An engine for health checks, that gives up instead of waiting: connecting, each
+    statement and each lock wait are bounded by `timeout_seconds` (libpq counts the connect
+    timeout in whole seconds, at least 2). On SQLite it never begins a write transaction (a
+    reader never waits for a writer in WAL mode) and waits at most that long for a lock."""
+    url = make_url(database_url)
+    millis = max(int(timeout_seconds * 1000), 1)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url, connect_args={"timeout": timeout_seconds}, hide_parameters=True, pool_size=2
+        )
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={millis}")
+            cursor.close()
+
+        event.listen(engine, "connect", pragmas)
+        return engine
+    connect_args: dict[str, Any] = {
+        "connect_timeout": max(2, math.ceil(timeout_seconds)),
+        "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+    }
+    if url.get_driver_name() == "psycopg":
+        connect_args["prepare_threshold"] = None
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        hide_parameters=True,
+        pool_size=2,
+        max_overflow=2,
+        pool_timeout=timeout_seconds,
+        pool_pre_ping=True,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,7 +1,8 @@
 """`checkin demo`: a program people can try on their own machine, with nothing sent for real.
 
-It re-creates `instance/demo.sqlite3` (or uses DATABASE_URL when set), seeds staff, about 40
-participants at various days since release with appointments, past conversations (inbound and
+It never reads DATABASE_URL: it re-creates `instance/demo.sqlite3`, or uses the database
+`--database-url` names as long as that holds no user or participant the demo did not create
+(DESIGN.md, Precise rules; see `demo_database_refusal`). It seeds staff, about 40 participants at various days since release with appointments, past conversations (inbound and
 outbound) and open flags, then runs the web app and the scheduler worker with the simulated
 transport, whatever credentials are set. The phone simulator (/simulator) lets a visitor text
 as any participant through the real inbound path.
@@ -14,6 +15,7 @@ import io
 import logging
 import secrets
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,23 +25,28 @@ from types import FrameType
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, create_engine, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, load_config, parse_database_url
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from bot.log import log_event
 from bot.models import (
+    Base,
     ConsentEvent,
     InboundMessage,
     OutboundMessage,
     Participant,
     PlannedContact,
+    ProgramSetting,
     User,
 )
 from bot.models.flags import severity_for
 from bot.services import contacts as planned_contacts
 from bot.services.flags import acknowledge_flag, add_event, raise_flag, resolve_flag
+from bot.services.heartbeat import after_pass
 from bot.services.importer import import_appointments, import_participants
 from bot.services.outbox import status as outbox_status
 from bot.services.seed import seed_defaults
@@ -54,6 +61,8 @@ from scheduler.tick import TickSummary, default_worker_id, tick
 log = logging.getLogger(__name__)
 
 DEMO_DB = Path("instance") / "demo.sqlite3"
+# The program_settings row that records what the demo seeded (see demo_database_refusal).
+DEMO_MARKER_KEY = "demo_seed"
 # The number people text in the demo (a fictional 555 number).
 DEMO_PROGRAM_NUMBER = "+12025550100"
 DEMO_USERS = (
@@ -100,25 +109,128 @@ def participant_phone(i: int) -> str:
     return f"+1202555{i + 100:04d}"
 
 
+class DemoRefused(Exception):
+    """The database holds data the demo did not create; nothing was written to it."""
+
+
+def demo_database_refusal(connection: Connection) -> str | None:
+    """Why the demo must not seed this database, or None when it may.
+
+    It may when the database is empty (no tables), or holds checkin's schema with no users and
+    no participants, or holds only what an earlier demo seeded: that seed wrote, in the same
+    transaction, a `program_settings` row (DEMO_MARKER_KEY) listing the ids of the users and
+    participants it created, and every user and participant must be among them. Anything else
+    (real staff, a participant someone added in the demo, another application's tables) is
+    refused. Reads only."""
+    tables = set(inspect(connection).get_table_names())
+    if not tables:
+        return None
+    if "alembic_version" not in tables or not {"users", "participants"} <= tables:
+        found = ", ".join(sorted(tables)[:5])
+        return f"it holds tables that are not a checkin database ({found})"
+    user_ids = set(connection.scalars(select(User.id)))
+    participant_ids = set(connection.scalars(select(Participant.id)))
+    if not user_ids and not participant_ids:
+        return None
+    marker = (
+        connection.scalar(select(ProgramSetting.value).where(ProgramSetting.key == DEMO_MARKER_KEY))
+        if "program_settings" in tables
+        else None
+    )
+    seeded_users = set(marker.get("user_ids", [])) if isinstance(marker, dict) else set()
+    seeded_people = set(marker.get("participant_ids", [])) if isinstance(marker, dict) else set()
+    foreign_users = user_ids - seeded_users
+    foreign_people = participant_ids - seeded_people
+    if foreign_users or foreign_people:
+        return (
+            f"it holds {len(foreign_users)} user(s) and {len(foreign_people)} participant(s) "
+            "that `checkin demo` did not create"
+        )
+    return None
+
+
+def _read_only_engine(database_url: str) -> Engine:
+    """An engine that cannot write: make_engine's SQLite set-up switches the journal to WAL
+    and begins write transactions, and connecting would create a missing file."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return make_engine(database_url)
+    path = Path(url.database or "")
+    if not path.exists():
+        return create_engine("sqlite://")  # nothing there yet: an empty database to inspect
+    return create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True),
+    )
+
+
+def check_demo_database(database_url: str) -> None:
+    """Raise DemoRefused when the demo must not touch this database (before any migration)."""
+    engine = _read_only_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            reason = demo_database_refusal(connection)
+    finally:
+        engine.dispose()
+    if reason is not None:
+        raise DemoRefused(reason)
+
+
 def seed_demo(database_url: str, now: datetime) -> list[tuple[str, str, str]]:
-    """Create the schema and the demo program; return (role, email, password) per login."""
+    """Create the schema and the demo program; return (role, email, password) per login.
+
+    Raises DemoRefused, having written nothing, when the database holds users or participants
+    the demo did not create. An earlier demo's data is emptied and seeded again, in one
+    transaction with the check and the new marker."""
+    check_demo_database(database_url)
     upgrade_to_head(database_url)
     engine = make_engine(database_url)
     logins = []
-    with session_scope(make_session_factory(engine)) as session:
-        seed_defaults(session, now)
-        for role, email, name, phone in DEMO_USERS:
-            password = _demo_password(role)
-            create_user(
-                session, email=email, role=role, password=password, now=now, name=name, phone=phone
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            reason = demo_database_refusal(session.connection())
+            if reason is not None:  # something arrived between the check and the migration
+                raise DemoRefused(reason)
+            if session.get(ProgramSetting, DEMO_MARKER_KEY) is not None:
+                _empty_every_table(session)  # an earlier demo's: every user and participant
+            seed_defaults(session, now)
+            for role, email, name, phone in DEMO_USERS:
+                password = _demo_password(role)
+                create_user(
+                    session,
+                    email=email,
+                    role=role,
+                    password=password,
+                    now=now,
+                    name=name,
+                    phone=phone,
+                )
+                logins.append((role, email, password))
+            _seed_participants(session, now)
+            _seed_appointments(session, now)
+            _seed_history(session, now)
+            _plan_around_history(session, now)
+            session.flush()
+            session.add(
+                ProgramSetting(
+                    key=DEMO_MARKER_KEY,
+                    value={
+                        "seeded_at": now.isoformat(),
+                        "user_ids": sorted(session.scalars(select(User.id))),
+                        "participant_ids": sorted(session.scalars(select(Participant.id))),
+                    },
+                    updated_at=now,
+                )
             )
-            logins.append((role, email, password))
-        _seed_participants(session, now)
-        _seed_appointments(session, now)
-        _seed_history(session, now)
-        _plan_around_history(session, now)
-    engine.dispose()
+    finally:
+        engine.dispose()
     return logins
+
+
+def _empty_every_table(session: Session) -> None:
+    """Delete an earlier demo's rows (the caller checked that there is nothing else)."""
+    for table in reversed(Base.metadata.sorted_tables):
+        session.execute(table.delete())
 
 
 def _seed_participants(session: Session, now: datetime) -> None:
@@ -496,6 +608,17 @@ class DemoWorker:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def _heartbeat(self) -> None:
+        try:
+            after_pass(
+                self.sessions,
+                self.config,
+                at=self.clock(),
+                worker_id=f"demo:{default_worker_id()}",
+            )
+        except Exception as exc:
+            log_event(log, "demo.heartbeat_failed", logging.ERROR, error=type(exc).__name__)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -513,26 +636,42 @@ class DemoWorker:
                 self.ticks += 1
                 self.last = summary
                 log_event(log, "demo.tick", **summary.as_log())
+                self._heartbeat()
             self._stop.wait(self.interval_seconds)
 
 
-def run_demo(host: str, port: int) -> int:
+def demo_database_url(option: str | None) -> str:
+    """The demo's database: `--database-url` when given, else its own file. Never
+    DATABASE_URL (DESIGN.md, Precise rules): a demo must not touch a real program's data."""
+    if option is not None:
+        return parse_database_url(option, "--database-url")
+    return f"sqlite:///{DEMO_DB}"
+
+
+class DemoError(Exception):
+    """The demo cannot start; the message says why (and nothing was written)."""
+
+
+def prepare_demo(
+    host: str, port: int, database_url: str | None, now: datetime
+) -> tuple[Config, list[tuple[str, str, str]]]:
+    """The demo's configuration and its seeded database; raise DemoError when it cannot."""
     try:
-        config = load_config()
+        # The demo reads neither DATABASE_URL (a real program's data) nor WORKER_PING_URL (a
+        # real worker's dead-man's switch, which a demo's passes would keep quiet).
+        config = load_config(ignore=("DATABASE_URL", "WORKER_PING_URL"))
+        url = demo_database_url(database_url)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    fresh_sqlite = not config.database_url_explicit
-    database_url = config.database_url if not fresh_sqlite else f"sqlite:///{DEMO_DB}"
-    if fresh_sqlite:
+        raise DemoError(str(exc)) from None
+    if database_url is None:
         DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{DEMO_DB}{suffix}").unlink(missing_ok=True)
     config = config.with_overrides(
-        database_url=database_url,
+        database_url=url,
         database_url_explicit=True,
         demo=True,
-        secret_key=config.secret_key or secrets.token_hex(32),
+        secret_key=secrets.token_hex(32),  # its own, whatever SECRET_KEY says
         public_base_url=f"http://{host}:{port}",
         # The demo never calls Twilio, whatever credentials are set (DESIGN.md, Precise rules):
         # demo=True turns `twilio_enabled` off and the transport below is built here, not from
@@ -544,7 +683,25 @@ def run_demo(host: str, port: int) -> int:
         else "Homecoming Peers",
         program_phone=config.program_phone or "(202) 555-0100",
     )
-    logins = seed_demo(database_url, datetime.now(UTC))
+    safe_url = make_url(url).render_as_string(hide_password=True)
+    try:
+        logins = seed_demo(url, now)
+    except DemoRefused as exc:
+        raise DemoError(
+            f"--database-url: refusing {safe_url}: {exc}. Nothing was written. Give the demo "
+            f"an empty database, or leave out --database-url to use {DEMO_DB}."
+        ) from None
+    except OperationalError as exc:
+        raise DemoError(f"--database-url: cannot use {safe_url}: {exc.orig or exc}") from None
+    return config, logins
+
+
+def run_demo(host: str, port: int, database_url: str | None = None) -> int:
+    try:
+        config, logins = prepare_demo(host, port, database_url, datetime.now(UTC))
+    except DemoError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
     from bot import create_app
 
     transport = SimulatedTransport()

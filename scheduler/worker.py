@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bot.config import Config
 from bot.log import log_event
+from bot.services.heartbeat import after_pass
 
 from .tick import default_worker_id, tick
 
@@ -59,6 +60,10 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
                 log_event(log, "worker.tick_failed", logging.ERROR, error=type(exc).__name__)
                 return
             log_event(log, "worker.tick", worker=worker_id, **summary.as_log())
+            try:
+                after_pass(sessions, config, at=datetime.now(UTC), worker_id=worker_id)
+            except Exception as exc:
+                log_event(log, "worker.heartbeat_failed", logging.ERROR, error=type(exc).__name__)
 
     scheduler = BlockingScheduler(
         jobstores={"default": MemoryJobStore()},

@@ -15,6 +15,8 @@ from bot.services.flags import raise_flag
 from tests.conftest import FIXED_NOW
 
 CHECKIN = [sys.executable, "-m", "bot.cli"]
+# The subprocess runs this tree's code, not whichever copy the venv has installed.
+SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
 COMMANDS = (
     "init-db",
     "serve",
@@ -35,6 +37,7 @@ def checkin(
     full_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
+        "PYTHONPATH": SOURCE_ROOT,
         "DATABASE_URL": database_url,
         **(env or {}),
     }
@@ -168,3 +171,27 @@ def test_serve_without_secret_key_fails_naming_it(tmp_path: Path, command: str) 
     result = checkin(tmp_path, "sqlite:///x.sqlite3", command)
     assert result.returncode == 1
     assert "SECRET_KEY" in result.stderr
+
+
+def test_serve_with_a_short_secret_key_fails_naming_it(tmp_path: Path) -> None:
+    result = checkin(tmp_path, "sqlite:///x.sqlite3", "serve", env={"SECRET_KEY": "x"})
+    assert result.returncode == 1
+    assert "SECRET_KEY" in result.stderr and "at least 32" in result.stderr
+
+
+def test_tick_records_the_heartbeat_at_the_time_it_ran_not_its_now(
+    tmp_path: Path, database_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from bot.services.heartbeat import worker_state
+
+    started = datetime.now(UTC)
+    result = checkin(tmp_path, database_url, "tick", "--now", "2020-01-01T10:00:00Z")
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        state = worker_state(session, datetime.now(UTC))
+    engine.dispose()
+    assert state.health == "ok"
+    assert state.last_pass_at is not None and state.last_pass_at >= started

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config, parse_config
+from bot.config import Config, ConfigError, load_config, parse_config
 from bot.transport import factory
 from bot.transport.simulated import SimulatedTransport
 
@@ -71,6 +71,25 @@ def test_secret_key_is_required_to_serve_requests() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({}).require_secret_key()
     assert caught.value.variable == "SECRET_KEY"
+
+
+def test_a_secret_key_shorter_than_32_characters_fails_naming_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"SECRET_KEY": "x" * 31}).require_secret_key()
+    assert caught.value.variable == "SECRET_KEY"
+    assert "at least 32" in str(caught.value)
+    assert parse_config({"SECRET_KEY": "k" * 32}).require_secret_key() == "k" * 32
+
+
+def test_the_app_refuses_a_short_secret_key_outside_tests_and_the_demo() -> None:
+    from bot import create_app
+
+    short = Config(secret_key="x", database_url="sqlite://")
+    with pytest.raises(ConfigError) as caught:
+        create_app(short)
+    assert caught.value.variable == "SECRET_KEY"
+    assert create_app(short.with_overrides(demo=True)).secret_key == "x"
+    assert create_app(short.with_overrides(testing=True)).secret_key == "x"
 
 
 def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,13 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.db import make_engine, make_session_factory
-from bot.demo import DemoWorker, seed_demo, simulated_tick
+from bot.demo import DemoError, DemoWorker, prepare_demo, seed_demo, simulated_tick
 from bot.models import (
     Appointment,
+    Base,
     Flag,
     InboundMessage,
     OutboundMessage,
@@ -30,7 +34,9 @@ from bot.models import (
     PlannedContact,
     User,
 )
+from bot.services.heartbeat import worker_state
 from bot.transport.simulated import SimulatedTransport
+from tests.factories import make_participant, make_user
 from tests.scheduler.fake_twilio import FakeTwilio
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -123,6 +129,8 @@ def test_the_demo_worker_ticks_in_the_background_and_stops_cleanly(tmp_path: Pat
     assert not worker._thread.is_alive()
     assert worker.last is not None and worker.last.now == NOW and worker.last.send.sent > 0
     assert len(transport.sent) == worker.last.send.sent
+    with make_session_factory(engine)() as session:  # the dashboard shows no stale banner
+        assert worker_state(session, NOW).last_pass_at == NOW
     engine.dispose()
 
 
@@ -147,7 +155,9 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> bool:
 
 
 @pytest.mark.slow
-def test_checkin_demo_prints_the_url_and_logins_that_work(tmp_path: Path) -> None:
+def test_checkin_demo_prints_the_url_and_logins_that_work(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
     """The whole demo in a subprocess, with Twilio credentials set and TWILIO_API_BASE pointing
     at a fake Twilio that records every request: the web app, the simulator (a crisis text
     through the signed webhook, a scheduler pass) and the background worker all run, and the
@@ -155,6 +165,13 @@ def test_checkin_demo_prints_the_url_and_logins_that_work(tmp_path: Path) -> Non
     with FakeTwilio(_free_port()) as twilio:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # this tree's code
+        # A real program's database in DATABASE_URL: the demo must leave it alone.
+        real = f"sqlite:///{tmp_path / 'real.sqlite3'}"
+        shutil.copy(sqlite_template, tmp_path / "real.sqlite3")
+        _a_real_program(real)
+        real_before = (tmp_path / "real.sqlite3").read_bytes()
+        env["DATABASE_URL"] = real
         env["TWILIO_ACCOUNT_SID"] = "AC" + "1" * 32  # credentials set: still never called
         env["TWILIO_AUTH_TOKEN"] = "x" * 32
         env["TWILIO_FROM_NUMBER"] = "+12025550100"
@@ -184,6 +201,7 @@ def test_checkin_demo_prints_the_url_and_logins_that_work(tmp_path: Path) -> Non
             assert process.stdout is not None
             assert process.stdout.read().rstrip().endswith("Demo stopped.")
         assert twilio.received == []
+        assert (tmp_path / "real.sqlite3").read_bytes() == real_before
 
 
 def _drive_the_demo(process: subprocess.Popen[str], port: int, tmp_path: Path, log: Path) -> None:
@@ -249,3 +267,146 @@ def _drive_the_demo(process: subprocess.Popen[str], port: int, tmp_path: Path, l
     assert "Scheduler pass done: " in tick.text
     # The background worker ticks too (its first pass runs at start-up).
     assert _wait_for(lambda: '"event": "demo.tick"' in log.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo cannot touch real data (issue 17.1; DESIGN.md, Precise rules)
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    """Every table's row count, and the schema revision: what "nothing written" compares."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            counts = {
+                table.name: conn.scalar(select(func.count()).select_from(table)) or 0
+                for table in Base.metadata.sorted_tables
+            }
+            counts["alembic_version"] = len(
+                conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            )
+    finally:
+        engine.dispose()
+    return counts
+
+
+def _a_real_program(url: str) -> None:
+    engine = make_engine(url)
+    with make_session_factory(engine).begin() as session:
+        make_user(session, NOW, email="real.coach@program.org")
+        make_participant(session, NOW, external_id="REAL-1")
+    engine.dispose()
+
+
+def test_the_demo_ignores_database_url_in_the_environment_and_dotenv(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_real_program(database_url)
+    before = _row_counts(database_url)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"DATABASE_URL={database_url}\n")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    config, logins = prepare_demo("127.0.0.1", 5099, None, NOW)
+
+    assert config.database_url == f"sqlite:///{Path('instance') / 'demo.sqlite3'}"
+    assert (tmp_path / "instance" / "demo.sqlite3").exists() and len(logins) == 5
+    assert _row_counts(database_url) == before
+
+
+@pytest.mark.parametrize("what", ["users", "participants", "both"])
+def test_the_demo_refuses_a_database_with_people_it_did_not_create_and_writes_nothing(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    engine = make_engine(database_url)
+    with make_session_factory(engine).begin() as session:
+        if what in ("users", "both"):
+            make_user(session, NOW, email="real.coach@program.org")
+        if what in ("participants", "both"):
+            make_participant(session, NOW, external_id="REAL-1")
+    engine.dispose()
+    before = _row_counts(database_url)
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(DemoError) as refused:
+        prepare_demo("127.0.0.1", 5099, database_url, NOW)
+
+    assert "did not create" in str(refused.value) and "Nothing was written" in str(refused.value)
+    assert _row_counts(database_url) == before
+    assert not (tmp_path / "instance").exists()
+
+
+def test_checkin_demo_with_database_url_of_a_used_database_exits_1_and_writes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    """As a user runs it: the command's exit code and message, and the database unchanged (on
+    SQLite, byte for byte)."""
+    _a_real_program(database_url)
+    before = _row_counts(database_url)
+    sqlite_file = make_url(database_url).database if database_url.startswith("sqlite") else None
+    before_bytes = Path(sqlite_file).read_bytes() if sqlite_file else b""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--port", "5099", "--database-url", database_url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "refusing" in result.stderr and "did not create" in result.stderr
+    assert "Traceback" not in result.stderr and "Dashboard:" not in result.stdout
+    assert _row_counts(database_url) == before
+    if sqlite_file:
+        assert Path(sqlite_file).read_bytes() == before_bytes
+
+
+def test_the_demo_refuses_a_database_of_another_application(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    before = path.read_bytes()
+
+    with pytest.raises(DemoError) as refused:
+        prepare_demo("127.0.0.1", 5099, f"sqlite:///{path}", NOW)
+
+    assert "not a checkin database" in str(refused.value)
+    assert path.read_bytes() == before
+
+
+def test_a_second_demo_run_on_its_own_database_seeds_it_again(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prepare_demo("127.0.0.1", 5099, database_url, NOW)
+    first = _row_counts(database_url)
+
+    _, logins = prepare_demo("127.0.0.1", 5099, database_url, NOW)
+
+    assert len(logins) == 5
+    assert _row_counts(database_url) == first  # emptied and seeded again, not doubled
+    # The default file is re-created each time, too.
+    prepare_demo("127.0.0.1", 5099, None, NOW)
+    prepare_demo("127.0.0.1", 5099, None, NOW)
+    assert _row_counts(f"sqlite:///{tmp_path / 'instance' / 'demo.sqlite3'}")["users"] == 5
+
+
+def test_the_demo_refuses_its_own_database_once_someone_added_a_participant(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prepare_demo("127.0.0.1", 5099, database_url, NOW)
+    engine = make_engine(database_url)
+    with make_session_factory(engine).begin() as session:
+        make_participant(session, NOW, external_id="ADDED-1", phone="+12025559999")
+    engine.dispose()
+    before = _row_counts(database_url)
+
+    with pytest.raises(DemoError, match="0 user\\(s\\) and 1 participant\\(s\\)"):
+        prepare_demo("127.0.0.1", 5099, database_url, NOW)
+
+    assert _row_counts(database_url) == before

@@ -5,6 +5,7 @@ from .audit import AuditLog
 from .base import Base, UTCDateTime
 from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
+from .heartbeat import WorkerHeartbeat
 from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
 from .ratelimit import SendRateSlot
@@ -31,4 +32,5 @@ __all__ = [
     "TemplateVersion",
     "UTCDateTime",
     "User",
+    "WorkerHeartbeat",
 ]

@@ -16,7 +16,6 @@ dialect-specific date functions. Every query is bounded by the report's period.
 from __future__ import annotations
 
 import bisect
-import csv
 import io
 import statistics
 from collections import defaultdict
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import Flag, InboundMessage, OutboundMessage, Participant
 from bot.models.flags import REASONS
+from bot.services.csv_export import SafeWriter
 from bot.services.settings import get_setting
 from bot.timeutil import local_datetime
 
@@ -238,7 +238,7 @@ def build_report(session: Session, *, start: datetime, end: datetime, zone: Zone
 def report_csv(report: Report) -> str:
     """One tidy table (section, label, measure, value) that opens cleanly in any spreadsheet."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeWriter(out, lineterminator="\n")
     writer.writerow(["section", "label", "measure", "value"])
     for week in report.weeks:
         for measure, value in (

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config
 from bot.models import Appointment, Participant, Template, TemplateVersion, User
 from bot.services.audit import record
+from bot.services.template_safety import missing_content
 from messages.defaults import default_templates, template_keys
 from messages.defaults import describe_key as default_describe_key
 from messages.render import (
@@ -188,8 +189,10 @@ def position_of(body: str, index: int) -> tuple[int, int]:
     return line, index - (before.rfind("\n") + 1) + 1
 
 
-def check_body(key: str, body: str) -> None:
-    """Raise TemplateRefused unless `body` may be stored for `key`."""
+def check_body(key: str, body: str, language: str = "en") -> None:
+    """Raise TemplateRefused unless `body` may be stored for `key` in `language`: a valid
+    template within the length limit that keeps what its kind of reply must say (a crisis
+    reply's 988 and 911, HELP's phone and 988, an opt-out's START: template_safety)."""
     if len(body) > MAX_BODY_CHARS:
         line, column = position_of(body, MAX_BODY_CHARS)
         raise TemplateRefused(
@@ -202,6 +205,9 @@ def check_body(key: str, body: str) -> None:
         validate_template(body, allowed_placeholders_for(key))
     except TemplateError as exc:
         raise TemplateRefused(exc.reason, exc.line, exc.column) from None
+    missing = missing_content(key, language, body)
+    if missing is not None:
+        raise TemplateRefused(missing)
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,7 @@ def preview(
     """
     sensitive = find_sensitive_terms(body)
     try:
-        check_body(key, body)
+        check_body(key, body, language)
         context = {**sample_context(language), **(program or {})}
         text = render_template(body, context, allowed_placeholders_for(key))
     except TemplateRefused as exc:
@@ -389,7 +395,7 @@ def save_template(
 ) -> TemplateVersion | None:
     """Check and store a new body as a new version; None when the text did not change."""
     body = body.replace("\r\n", "\n").strip()
-    check_body(template.key, body)
+    check_body(template.key, body, template.language)
     if body == template.body:
         return None
     return _new_version(
@@ -424,7 +430,7 @@ def restore_version(
     ).first()
     if old is None:
         raise LookupError(f"template {template.id} has no version {version}")
-    check_body(template.key, old.body)
+    check_body(template.key, old.body, template.language)
     return _new_version(
         session,
         template,

@@ -18,6 +18,7 @@ from . import (
     auth,
     flags,
     health,
+    input_guard,
     message_templates,
     participants,
     program_settings,
@@ -32,11 +33,10 @@ from .context import AppState, close_db
 def build_app(config: Config | None = None, transport: Transport | None = None) -> Flask:
     config = config or load_config()
     configure_logging(config.log_level)
-    secret_key = config.secret_key
-    if secret_key is None:
-        if not (config.testing or config.demo):
-            config.require_secret_key()  # raises ConfigError naming SECRET_KEY
-        secret_key = secrets.token_hex(32)
+    if config.testing or config.demo:
+        secret_key = config.secret_key or secrets.token_hex(32)
+    else:
+        secret_key = config.require_secret_key()  # raises ConfigError naming SECRET_KEY
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(
         SECRET_KEY=secret_key,
@@ -57,6 +57,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         planner=plan,
     )
     app.teardown_appcontext(close_db)
+    input_guard.init_app(app)  # before the blueprints: it bounds their <int:...> ids
     app.register_blueprint(health.bp)
     app.register_blueprint(webhook.bp)
     auth.init_app(app)

@@ -30,6 +30,7 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_login import login_required as _flask_login_required
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import User
@@ -239,9 +240,19 @@ def logout() -> WerkzeugResponse:
     return redirect(url_for("auth.login"))
 
 
+def _wrong_method_on_a_public_route() -> bool:
+    """GET on a webhook (or POST on /healthz) is answered 405 as it is (DESIGN.md), not sent
+    to the login page or refused for want of a CSRF token."""
+    return isinstance(request.routing_exception, MethodNotAllowed) and request.path.startswith(
+        ("/twilio/", "/healthz")
+    )
+
+
 def _require_login() -> WerkzeugResponse | tuple[Response, int] | None:
     # Signed out, an unknown path also leads to the login page: no hint of which routes exist.
     if request.blueprint in PUBLIC_BLUEPRINTS or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if _wrong_method_on_a_public_route():
         return None
     if current_user.is_authenticated:
         return None
@@ -255,7 +266,7 @@ def _wants_json() -> bool:
 
 
 def _check_csrf() -> None:
-    if request.blueprint in CSRF_EXEMPT_BLUEPRINTS:
+    if request.blueprint in CSRF_EXEMPT_BLUEPRINTS or _wrong_method_on_a_public_route():
         return
     csrf.protect()
 

@@ -4,7 +4,6 @@ is answered 404. Every view and every action writes an audit row."""
 
 from __future__ import annotations
 
-import csv
 import io
 import secrets
 from datetime import datetime
@@ -23,6 +22,7 @@ from bot.services import conversation as conv
 from bot.services.audit import record
 from bot.services.caseload import caseload_clause, get_visible_participant
 from bot.services.consent import consent_history
+from bot.services.csv_export import SafeWriter
 from bot.services.flags import OUTCOMES
 from bot.services.queue import reason_label, time_since
 
@@ -144,7 +144,7 @@ def export() -> Response:
     """The caseload as CSV (the same SQL filter as the list)."""
     rows = db().execute(_search_query("").order_by(Participant.external_id)).all()
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)  # a name like "=HYPERLINK(...)" must not run in a spreadsheet
     writer.writerow(
         ["external_id", "first_name", "phone", "status", "language", "timezone", "coach"]
     )

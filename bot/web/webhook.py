@@ -98,8 +98,12 @@ def _field(form: MultiDict[str, str], *names: str) -> str:
 
 def _num_media(form: MultiDict[str, str]) -> int:
     raw = form.get("NumMedia", "").strip()
-    if raw.isdigit():
+    # ASCII only: "²" and other Unicode digits pass isdigit() but not int().
+    if raw.isascii() and raw.isdigit():
         return min(int(raw), 1000)
+    if raw:
+        # Not Twilio's; the text is still stored and processed, counting its media URLs.
+        log_event(log, "webhook.num_media_unparsable", logging.WARNING, length=len(raw))
     return sum(1 for key in form if key.startswith("MediaUrl"))
 
 

@@ -73,7 +73,7 @@ def live_app(
     config = Config(
         database_url=url,
         database_url_explicit=True,
-        secret_key="browser-test-secret",
+        secret_key="browser-test-secret-" + "k" * 32,
         public_base_url=f"http://127.0.0.1:{port}",
         program_name="Homecoming Peers",
         program_phone="+1 555 010 0100",

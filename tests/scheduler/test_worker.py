@@ -15,10 +15,14 @@ from sqlalchemy import select
 
 from bot.db import make_engine, make_session_factory, upgrade_to_head
 from bot.models import OutboundMessage
+from bot.services.heartbeat import worker_state
 from bot.services.outbox import enqueue
 from tests.factories import make_participant
+from tests.services.test_heartbeat import PingServer
 
 CHECKIN = str(Path(sys.executable).parent / "checkin")
+# The subprocess runs this tree's code, not whichever copy the venv has installed.
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 COUNT = 40
 
 
@@ -64,6 +68,7 @@ def test_sigterm_mid_run_finishes_the_current_step_and_exits_zero(tmp_path: Path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
     # No Twilio credentials: the simulated transport. 4/s: 40 messages would take 10 s.
     env.update(
+        PYTHONPATH=SOURCE_ROOT,
         DATABASE_URL=url,
         SEND_RATE_PER_SECOND="4",
         PUBLIC_BASE_URL="https://checkin.example.org",
@@ -101,3 +106,38 @@ def test_sigterm_mid_run_finishes_the_current_step_and_exits_zero(tmp_path: Path
     assert statuses.count("queued") == sent
     assert statuses.count("pending") == COUNT - sent
     engine.dispose()
+
+
+def test_each_worker_pass_records_the_heartbeat_and_fetches_the_ping_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'worker.sqlite3'}"
+    upgrade_to_head(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
+    started = datetime.now(UTC)
+    with PingServer().running() as ping:
+        env.update(
+            PYTHONPATH=SOURCE_ROOT,
+            DATABASE_URL=url,
+            PUBLIC_BASE_URL="https://checkin.example.org",
+            WORKER_PING_URL=ping.url,
+        )
+        proc = subprocess.Popen(
+            [CHECKIN, "worker"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert ping.got.wait(60), "the worker's first pass did not fetch WORKER_PING_URL"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert ping.paths[0] == "/ping/abc"
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        state = worker_state(session, datetime.now(UTC))
+    engine.dispose()
+    assert state.health == "ok"
+    assert state.last_pass_at is not None and state.last_pass_at >= started
