@@ -39,8 +39,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from messages import normalize
+from messages.crisis_model import KINDS, Kind, load_model
 
-__all__ = ["CATEGORIES", "CrisisResult", "detect_crisis"]
+__all__ = [
+    "CATEGORIES",
+    "KINDS",
+    "KIND_CONFIDENCE",
+    "LEARNED_RULE",
+    "CrisisResult",
+    "Kind",
+    "detect_crisis",
+]
 
 SUICIDE = "suicide"
 SELF_HARM = "self_harm"
@@ -51,11 +60,13 @@ CATEGORIES: frozenset[str] = frozenset({SUICIDE, SELF_HARM, OVERDOSE, DANGER})
 
 @dataclass(frozen=True)
 class CrisisResult:
-    """Whether a body is a crisis, which kinds, and which rules said so (never the body)."""
+    """Whether a body is a crisis, which kinds, which rules said so (never the body), and which
+    reply fits (``kind``, None when not a crisis)."""
 
     is_crisis: bool
     categories: frozenset[str]
     matched: tuple[str, ...]
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,8 @@ _BENIGN = tuple(
         r" cut " + _MYSELF + r" (?:shaving|cooking|at work|on (?:a|the|some|my))",
         r" (?:cortarme|me corte|me corto|cortar) (?:el|la|las|los) (?:pelo|cabello|barba|unas"
         r"|uas|cebolla|pasto|carne|dedo)",
+        r" (?:shot|shoot|shoots) (?:me|you|him|her|them|us) (?:a|an) (?:text|txt|message|msg|dm"
+        r"|email|line|pic|picture|photo|look|smile) ",
     )
 )
 
@@ -475,19 +488,55 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 _NO_CRISIS = CrisisResult(is_crisis=False, categories=frozenset(), matched=())
+# The name `matched` carries when the learned layer fired (rules are named by their own names).
+LEARNED_RULE = "learned_model"
+# The category a crisis found by the learned layer alone is filed under, by reply kind.
+_KIND_CATEGORY: dict[Kind, str] = {
+    "self": SUICIDE,
+    "overdose": OVERDOSE,
+    "other_in_danger": DANGER,
+    "violence": DANGER,
+}
+# Below this, the learned layer is unsure which reply fits: the rules decide, else "self".
+KIND_CONFIDENCE = 0.5
 
 
-def detect_crisis(body: str) -> CrisisResult:
-    """Classify one inbound body. Never raises; matched names rules, never the text."""
+def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
+    """Classify one inbound body. Never raises; matched names rules, never the text.
+
+    A body is a crisis when either layer says so: the rules below, or (unless `learned` is
+    False, for measuring the rules alone) the learned layer of :mod:`messages.crisis_model`,
+    which is not consulted when the text holds one of the benign idioms (``_BENIGN``) and no
+    rule fires.
+    """
     light, squashed = _prepare(body)
+    normalized = squashed.strip()
+    idioms = 0
     for benign in _BENIGN:
-        squashed = benign.sub(" | ", squashed)
+        squashed, found = benign.subn(" | ", squashed)
+        idioms += found
     matched: list[str] = []
     categories: set[str] = set()
     for rule in _RULES:
         if rule.pattern.search(squashed if rule.squashed else light):
             matched.append(rule.name)
             categories |= rule.categories
+    # The learned layer reads the normalised text, as it was trained to; a text with one of the
+    # benign idioms the rules know ("i cut myself shaving") and no rule's words is left to them.
+    consult = learned and not (idioms and not matched)
+    prediction = load_model().predict_normalized(normalized) if consult else None
+    if prediction is not None and prediction.is_crisis:
+        matched.append(LEARNED_RULE)
+        if not categories:
+            categories.add(_KIND_CATEGORY[prediction.kind])
     if not matched:
         return _NO_CRISIS
-    return CrisisResult(is_crisis=True, categories=frozenset(categories), matched=tuple(matched))
+    if prediction is not None and prediction.kind_probability >= KIND_CONFIDENCE:
+        kind = prediction.kind
+    elif OVERDOSE in categories:
+        kind = "overdose"
+    else:
+        kind = "self"
+    return CrisisResult(
+        is_crisis=True, categories=frozenset(categories), matched=tuple(matched), kind=kind
+    )

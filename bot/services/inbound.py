@@ -48,7 +48,7 @@ from bot.services.outbox import enqueue
 from bot.services.paging import start_ladder
 from bot.services.templates import participant_context, render_message
 from messages.crisis import detect_crisis
-from messages.defaults import default_templates
+from messages.defaults import crisis_key, default_templates
 from messages.keywords import Intent, classify_keyword
 from messages.render import TemplateError, allowed_placeholders_for, render_template
 
@@ -488,6 +488,7 @@ def _crisis(
     participant: Participant | None,
     *,
     categories: frozenset[str],
+    kind: str | None = None,
     stop: bool,
     now: datetime,
     config: Config,
@@ -528,7 +529,9 @@ def _crisis(
         # The law: no texts to a number that sent STOP and not START. The coach is paged.
         return _Reply(None)
     context = participant_context(session, participant, config)
-    return _Reply(_render(session, "crisis", participant.language, context), "crisis_reply")
+    # The reply that fits the kind of crisis (overdose: 911 first), in the person's language.
+    key = crisis_key(kind)
+    return _Reply(_render(session, key, participant.language, context), "crisis_reply")
 
 
 def _unknown_sender(
@@ -661,6 +664,7 @@ def process(
             message,
             participant,
             categories=crisis.categories,
+            kind=crisis.kind,
             stop=keyword.intent is Intent.STOP,
             now=now,
             config=config,
