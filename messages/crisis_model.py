@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from operator import mul
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -67,16 +68,21 @@ def features(body: str) -> tuple[list[str], list[str]]:
 
 def features_normalized(text: str) -> tuple[list[str], list[str]]:
     """:func:`features` of a text already read by :func:`messages.normalize.normalize`."""
+    words, chars = _grams(text)
+    return [f"w {w}" for w in words], [f"c{c}" for c in chars]
+
+
+def _grams(text: str) -> tuple[list[str], list[str]]:
+    """Word 1-2-grams and character 2-5-grams of padded words, without the block prefixes."""
     words = text.split()
-    word_features = [f"w {w}" for w in words]
-    word_features += [f"w {a} {b}" for a, b in itertools.pairwise(words)]
-    char_features: list[str] = []
+    word_grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+    char_grams: list[str] = []
     for word in words:
         padded = f" {word} "
         length = len(padded)
         for n in range(_CHAR_MIN, min(_CHAR_MAX, length) + 1):
-            char_features.extend(f"c{padded[i : i + n]}" for i in range(length - n + 1))
-    return word_features, char_features
+            char_grams += [padded[i : i + n] for i in range(length - n + 1)]
+    return word_grams, char_grams
 
 
 @dataclass(frozen=True)
@@ -104,29 +110,36 @@ class LearnedModel:
     # One class per corpus family; the reply kind of each, None for the calm ones.
     class_kinds: tuple[Kind | None, ...]
     intercepts: tuple[float, ...]
-    # feature -> (idf, one weight per class)
-    vocabulary: Mapping[str, tuple[float, ...]]
+    # Per block (words, characters), gram without its block prefix -> (idf, weight per class).
+    words: Mapping[str, tuple[float, tuple[float, ...]]]
+    chars: Mapping[str, tuple[float, tuple[float, ...]]]
 
-    def _block(self, found: Sequence[str], sums: list[float]) -> bool:
-        """Add one block's weighted features to `sums`; False when none is in the vocabulary."""
-        counts = Counter(found)
+    @staticmethod
+    def _block(
+        found: Sequence[str],
+        vocabulary: Mapping[str, tuple[float, tuple[float, ...]]],
+        sums: list[float],
+    ) -> tuple[list[float], bool]:
+        """`sums` plus one block's weighted features; False when none is in the vocabulary."""
         rows: list[tuple[float, tuple[float, ...]]] = []
         norm = 0.0
-        for feature, count in counts.items():
-            row = self.vocabulary.get(feature)
+        for feature, count in Counter(found).items():
+            row = vocabulary.get(feature)
             if row is None:
                 continue
-            value = (1.0 + math.log(count)) * row[0]
+            value = row[0] if count == 1 else (1.0 + math.log(count)) * row[0]
             norm += value * value
-            rows.append((value, row))
+            rows.append((value, row[1]))
         if not rows:
-            return False
+            return sums, False
         scale = 1.0 / math.sqrt(norm)
-        for value, row in rows:
-            weight = value * scale
-            for i in range(len(sums)):
-                sums[i] += weight * row[i + 1]
-        return True
+        # Each class's sum over the features, in C loops: transpose the weight rows, then take
+        # one dot product per class with the feature values.
+        values = [value * scale for value, _ in rows]
+        columns = zip(*(weights for _, weights in rows), strict=True)
+        return [
+            s + sum(map(mul, values, column)) for s, column in zip(sums, columns, strict=True)
+        ], True
 
     def predict(self, body: str) -> Prediction:
         """Score one body. Pure: a few dictionary look-ups per character n-gram."""
@@ -134,11 +147,11 @@ class LearnedModel:
 
     def predict_normalized(self, text: str) -> Prediction:
         """:meth:`predict` for a text already read by :func:`messages.normalize.normalize`."""
-        word_features, char_features = features_normalized(text)
+        word_grams, char_grams = _grams(text)
         words = text.count(" ") + 1 if text else 0
-        logits = list(self.intercepts)
-        known = self._block(word_features, logits)
-        known = self._block(char_features, logits) or known
+        logits, known_words = self._block(word_grams, self.words, list(self.intercepts))
+        logits, known_chars = self._block(char_grams, self.chars, logits)
+        known = known_words or known_chars
         crisis = [z for z, kind in zip(logits, self.class_kinds, strict=True) if kind is not None]
         calm = [z for z, kind in zip(logits, self.class_kinds, strict=True) if kind is None]
         crisis_mass = _logsumexp(crisis)
@@ -172,12 +185,18 @@ def model_from_document(document: Mapping[str, Any]) -> LearnedModel:
     if not set(class_kinds) - {None} <= set(KINDS) or None not in class_kinds:
         raise ValueError("crisis model: unexpected classes")
     raw: Mapping[str, Sequence[float]] = document["vocabulary"]
+    blocks: dict[str, dict[str, tuple[float, tuple[float, ...]]]] = {"w ": {}, "c": {}}
+    for feature, row in raw.items():
+        prefix = "w " if feature.startswith("w ") else "c"
+        weights = tuple(float(x) for x in row[1:])
+        blocks[prefix][feature[len(prefix) :]] = (float(row[0]), weights)
     return LearnedModel(
         version=int(document["version"]),
         threshold=float(document["threshold"]),
         class_kinds=class_kinds,
         intercepts=tuple(float(x) for x in document["intercepts"]),
-        vocabulary={feature: tuple(float(x) for x in row) for feature, row in raw.items()},
+        words=blocks["w "],
+        chars=blocks["c"],
     )
 
 
