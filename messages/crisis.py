@@ -40,15 +40,18 @@ from dataclasses import dataclass
 
 from messages import normalize
 from messages.crisis_model import KINDS, Kind, load_model
+from messages.keywords import Intent, classify_keyword
 
 __all__ = [
     "CATEGORIES",
+    "KEYWORD_REPLY_MAX_WORDS",
     "KINDS",
     "KIND_CONFIDENCE",
     "LEARNED_RULE",
     "CrisisResult",
     "Kind",
     "detect_crisis",
+    "learned_layer_consulted",
 ]
 
 SUICIDE = "suicide"
@@ -501,14 +504,21 @@ _KIND_CATEGORY: dict[Kind, str] = {
 KIND_CONFIDENCE = 0.5
 
 
-def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
-    """Classify one inbound body. Never raises; matched names rules, never the text.
+# A recognised keyword reply (STOP, START, HELP, YES, NO) of at most this many words, with no
+# rule's words in it, is left to the keyword path: "I can't make it", "please stop".
+KEYWORD_REPLY_MAX_WORDS = 12
 
-    A body is a crisis when either layer says so: the rules below, or (unless `learned` is
-    False, for measuring the rules alone) the learned layer of :mod:`messages.crisis_model`,
-    which is not consulted when the text holds one of the benign idioms (``_BENIGN``) and no
-    rule fires.
-    """
+
+@dataclass(frozen=True)
+class _Reading:
+    normalized: str
+    idioms: bool
+    matched: list[str]
+    categories: set[str]
+
+
+def _read(body: str) -> _Reading:
+    """Normalise a body and run the rules on it."""
     light, squashed = _prepare(body)
     normalized = squashed.strip()
     idioms = 0
@@ -521,10 +531,38 @@ def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
         if rule.pattern.search(squashed if rule.squashed else light):
             matched.append(rule.name)
             categories |= rule.categories
-    # The learned layer reads the normalised text, as it was trained to; a text with one of the
-    # benign idioms the rules know ("i cut myself shaving") and no rule's words is left to them.
-    consult = learned and not (idioms and not matched)
-    prediction = load_model().predict_normalized(normalized) if consult else None
+    return _Reading(normalized, bool(idioms), matched, categories)
+
+
+def _consults_learned(body: str, reading: _Reading) -> bool:
+    if reading.matched:
+        return True  # for the kind of reply
+    if reading.idioms:
+        return False  # "i cut myself shaving": a benign idiom the rules know, and nothing else
+    words = reading.normalized.count(" ") + 1
+    return words > KEYWORD_REPLY_MAX_WORDS or classify_keyword(body).intent is Intent.NONE
+
+
+def learned_layer_consulted(body: str) -> bool:
+    """Whether :func:`detect_crisis` asks the learned layer about this body (the trainer uses it
+    to measure the detector exactly as shipped)."""
+    return _consults_learned(body, _read(body))
+
+
+def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
+    """Classify one inbound body. Never raises; matched names rules, never the text.
+
+    A body is a crisis when either layer says so: the rules below, or (unless `learned` is
+    False, for measuring the rules alone) the learned layer of :mod:`messages.crisis_model`.
+    When no rule fires, the learned layer is not asked about a text holding one of the benign
+    idioms the rules know (``_BENIGN``: "i cut myself shaving"), nor about a recognised keyword
+    reply of at most KEYWORD_REPLY_MAX_WORDS words ("I can't make it", "please stop"): those go
+    their usual way, as before the learned layer.
+    """
+    reading = _read(body)
+    matched, categories = reading.matched, reading.categories
+    consult = learned and _consults_learned(body, reading)
+    prediction = load_model().predict_normalized(reading.normalized) if consult else None
     if prediction is not None and prediction.is_crisis:
         matched.append(LEARNED_RULE)
         if not categories:

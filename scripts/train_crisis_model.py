@@ -40,7 +40,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from bench.crisis_recall import CRISIS_FAMILIES, Row, load_rows, report  # noqa: E402
-from messages.crisis import KIND_CONFIDENCE, detect_crisis  # noqa: E402
+from messages.crisis import KIND_CONFIDENCE, detect_crisis, learned_layer_consulted  # noqa: E402
 from messages.crisis_model import (  # noqa: E402
     FEATURES_VERSION,
     features,
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = training_rows()
     positive = [row.family in CRISIS_FAMILIES for row in rows]
     by_rules = [detect_crisis(row.message, learned=False).is_crisis for row in rows]
+    # Texts detect_crisis does not ask the learned layer about count as not found by it.
+    consulted = [learned_layer_consulted(row.message) for row in rows]
     print(f"corpus: {len(rows)} rows, sha256 {corpus_sha256()}")
     print(
         f"threshold: the highest at which rules or the learned layer find {TARGET_RECALL:.0%} "
@@ -275,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     best: tuple[float, Candidate, list[tuple[float, str, float]], float] | None = None
     for candidate in CANDIDATES:
-        oof = cross_validated(rows, candidate)
+        oof = [
+            (margin if asked else -math.inf, kind, probability)
+            for (margin, kind, probability), asked in zip(
+                cross_validated(rows, candidate), consulted, strict=True
+            )
+        ]
         margins = [m for m, _, _ in oof]
         print(f"{candidate.name}:")
         for target in (0.90, 0.95, TARGET_RECALL, 0.99):

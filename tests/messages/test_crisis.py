@@ -17,7 +17,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages.crisis import CATEGORIES, KINDS, LEARNED_RULE, CrisisResult, detect_crisis
+from messages.crisis import (
+    CATEGORIES,
+    KEYWORD_REPLY_MAX_WORDS,
+    KINDS,
+    LEARNED_RULE,
+    CrisisResult,
+    detect_crisis,
+    learned_layer_consulted,
+)
 
 SUITE = Path(__file__).with_name("crisis_phrases.tsv")
 MAX_FALSE_POSITIVE_RATE = 0.15
@@ -228,3 +236,29 @@ def test_a_calm_message_has_no_kind() -> None:
 def test_a_crisis_always_has_a_kind_and_a_calm_message_none(body: str) -> None:
     result = detect_crisis(body)
     assert (result.kind in KINDS) if result.is_crisis else result.kind is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "I can't make it",
+        "sorry I can't make it tomorrow, my ride fell through",
+        "no voy a poder",
+        "please stop",
+        "unsubscribe me",
+        "yes I'll be there",
+    ],
+)
+def test_a_keyword_reply_goes_the_keyword_way(body: str) -> None:
+    assert not learned_layer_consulted(body)
+    assert not detect_crisis(body).is_crisis
+
+
+def test_a_long_text_with_a_keyword_in_it_is_still_read_by_the_learned_layer() -> None:
+    body = "stop texting me, i already gave my stuff away and wrote letters to everyone i love"
+    assert len(body.split()) > KEYWORD_REPLY_MAX_WORDS
+    assert learned_layer_consulted(body)
+
+
+def test_a_keyword_reply_with_a_rule_s_words_is_still_a_crisis() -> None:
+    assert detect_crisis("stop texting me, I want to kill myself").is_crisis
