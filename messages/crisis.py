@@ -21,9 +21,10 @@ when it may be a joke.
 
 How a body is read
 ------------------
-The body is case-folded, accents stripped, common character swaps undone inside words (k!ll,
-su1c1de, 0verdose), apostrophes dropped (don't -> dont, I'm -> im), every other non-alphanumeric
-run turned into a space, and repeated letters squashed (killl -> kil, pills -> pils, dieee -> die).
+The body is read by :mod:`messages.normalize`, as keywords and sensitive words are: case-folded,
+accents stripped, look-alike characters undone inside words (k!ll, su1c1de, 0verdose, k*ll),
+apostrophes dropped (don't -> dont, I'm -> im), every other non-alphanumeric run turned into a
+space, and repeated letters squashed (killl -> kil, pills -> pils, dieee -> die).
 Patterns are written in ordinary spelling and squashed the same way when compiled, which also
 absorbs single-letter misspellings ("kil myself", "to many pils"). Rules that a squash would
 confuse ("od" vs "odd") run on the unsquashed text instead.
@@ -34,11 +35,24 @@ confuse ("od" vs "odd") run on the unsquashed text instead.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["CATEGORIES", "CrisisResult", "detect_crisis"]
+from messages import normalize
+from messages.crisis_model import KINDS, Kind, load_model
+from messages.keywords import Intent, classify_keyword
+
+__all__ = [
+    "CATEGORIES",
+    "KEYWORD_REPLY_MAX_WORDS",
+    "KINDS",
+    "KIND_CONFIDENCE",
+    "LEARNED_RULE",
+    "CrisisResult",
+    "Kind",
+    "detect_crisis",
+    "learned_layer_consulted",
+]
 
 SUICIDE = "suicide"
 SELF_HARM = "self_harm"
@@ -49,11 +63,13 @@ CATEGORIES: frozenset[str] = frozenset({SUICIDE, SELF_HARM, OVERDOSE, DANGER})
 
 @dataclass(frozen=True)
 class CrisisResult:
-    """Whether a body is a crisis, which kinds, and which rules said so (never the body)."""
+    """Whether a body is a crisis, which kinds, which rules said so (never the body), and which
+    reply fits (``kind``, None when not a crisis)."""
 
     is_crisis: bool
     categories: frozenset[str]
     matched: tuple[str, ...]
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True)
@@ -65,39 +81,11 @@ class _Rule:
     squashed: bool = True
 
 
-_APOSTROPHES = re.compile(r"['’‘`´ʼ]")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_REPEATS = re.compile(r"([a-z])\1+")
-_PATTERN_REPEATS = re.compile(r"(?<!\\)([a-z])\1+")
-# Character swaps used to dodge filters or typed by accident: only between letters (k!ll,
-# su1c1de, mys3lf) or at the start of a word before letters (0verdose, $uicide), so that "10
-# pills" and "call 911!" keep their digits.
-_LEET = {"0": "o", "1": "i", "!": "i", "|": "i", "3": "e", "4": "a", "@": "a", "$": "s", "5": "s"}
-_LEET_INSIDE = re.compile(r"(?<=[a-z])[013!|4@$5](?=[a-z])")
-_LEET_START = re.compile(r"(?<![a-z0-9])[0@$](?=[a-z]{2})")
-# Phonetic spellings of words the Spanish rules hinge on ("me kiero morir").
-_SPELLINGS = {"kiero": "quiero", "qiero": "quiero", "kieren": "quieren", "aki": "aqui"}
-_SPELLING_WORDS = re.compile(r"\b(?:" + "|".join(_SPELLINGS) + r")\b")
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
 def _prepare(body: str) -> tuple[str, str]:
-    """Return (light, squashed) forms of a body; see the module docstring."""
-    text = _fold(body)
-    text = _LEET_INSIDE.sub(lambda m: _LEET[m.group()], text)
-    text = _LEET_START.sub(lambda m: _LEET[m.group()], text)
-    text = _APOSTROPHES.sub("", text)
-    text = _SPELLING_WORDS.sub(lambda m: _SPELLINGS[m.group()], text)
-    light = " " + _NON_ALNUM.sub(" ", text).strip() + " "
-    return light, _REPEATS.sub(r"\1", light)
-
-
-def _squash_pattern(source: str) -> str:
-    return _PATTERN_REPEATS.sub(r"\1", source)
+    """Return (light, squashed) forms of a body (messages.normalize), padded with spaces so that
+    every pattern can anchor a word with a space."""
+    light = f" {normalize.light(body)} "
+    return light, normalize.squash(light)
 
 
 def _alt(words: Iterable[str]) -> str:
@@ -107,7 +95,7 @@ def _alt(words: Iterable[str]) -> str:
 def _rule(name: str, categories: Iterable[str], *sources: str, squashed: bool = True) -> _Rule:
     source = "|".join(f"(?:{s})" for s in sources)
     if squashed:
-        source = _squash_pattern(source)
+        source = normalize.squash_pattern(source)
     return _Rule(name, frozenset(categories), re.compile(source), squashed)
 
 
@@ -132,7 +120,7 @@ _PILLS = r"(?:pills|pils|pill|xanax|xans|bars|percs|percocets|oxys|meds|medicati
 # Benign idioms removed before the rules run, each replaced by a bare separator so that no rule
 # can match across the hole. They are narrow on purpose: the rest of the message is still read.
 _BENIGN = tuple(
-    re.compile(_squash_pattern(source))
+    re.compile(normalize.squash_pattern(source))
     for source in (
         r" dying (?:to|2|for) (?!die )",  # "dying to see my kids", not "dying to die"
         r" to die for ",
@@ -146,6 +134,8 @@ _BENIGN = tuple(
         r" cut " + _MYSELF + r" (?:shaving|cooking|at work|on (?:a|the|some|my))",
         r" (?:cortarme|me corte|me corto|cortar) (?:el|la|las|los) (?:pelo|cabello|barba|unas"
         r"|uas|cebolla|pasto|carne|dedo)",
+        r" (?:shot|shoot|shoots) (?:me|you|him|her|them|us) (?:a|an) (?:text|txt|message|msg|dm"
+        r"|email|line|pic|picture|photo|look|smile) ",
     )
 )
 
@@ -501,19 +491,90 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 _NO_CRISIS = CrisisResult(is_crisis=False, categories=frozenset(), matched=())
+# The name `matched` carries when the learned layer fired (rules are named by their own names).
+LEARNED_RULE = "learned_model"
+# The category a crisis found by the learned layer alone is filed under, by reply kind.
+_KIND_CATEGORY: dict[Kind, str] = {
+    "self": SUICIDE,
+    "overdose": OVERDOSE,
+    "other_in_danger": DANGER,
+    "violence": DANGER,
+}
+# Below this, the learned layer is unsure which reply fits: the rules decide, else "self".
+KIND_CONFIDENCE = 0.5
 
 
-def detect_crisis(body: str) -> CrisisResult:
-    """Classify one inbound body. Never raises; matched names rules, never the text."""
+# A recognised keyword reply (STOP, START, HELP, YES, NO) of at most this many words, with no
+# rule's words in it, is left to the keyword path: "I can't make it", "please stop".
+KEYWORD_REPLY_MAX_WORDS = 12
+
+
+@dataclass(frozen=True)
+class _Reading:
+    normalized: str
+    idioms: bool
+    matched: list[str]
+    categories: set[str]
+
+
+def _read(body: str) -> _Reading:
+    """Normalise a body and run the rules on it."""
     light, squashed = _prepare(body)
+    normalized = squashed.strip()
+    idioms = 0
     for benign in _BENIGN:
-        squashed = benign.sub(" | ", squashed)
+        squashed, found = benign.subn(" | ", squashed)
+        idioms += found
     matched: list[str] = []
     categories: set[str] = set()
     for rule in _RULES:
         if rule.pattern.search(squashed if rule.squashed else light):
             matched.append(rule.name)
             categories |= rule.categories
+    return _Reading(normalized, bool(idioms), matched, categories)
+
+
+def _consults_learned(body: str, reading: _Reading) -> bool:
+    if reading.matched:
+        return True  # for the kind of reply
+    if reading.idioms:
+        return False  # "i cut myself shaving": a benign idiom the rules know, and nothing else
+    words = reading.normalized.count(" ") + 1
+    return words > KEYWORD_REPLY_MAX_WORDS or classify_keyword(body).intent is Intent.NONE
+
+
+def learned_layer_consulted(body: str) -> bool:
+    """Whether :func:`detect_crisis` asks the learned layer about this body (the trainer uses it
+    to measure the detector exactly as shipped)."""
+    return _consults_learned(body, _read(body))
+
+
+def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
+    """Classify one inbound body. Never raises; matched names rules, never the text.
+
+    A body is a crisis when either layer says so: the rules below, or (unless `learned` is
+    False, for measuring the rules alone) the learned layer of :mod:`messages.crisis_model`.
+    When no rule fires, the learned layer is not asked about a text holding one of the benign
+    idioms the rules know (``_BENIGN``: "i cut myself shaving"), nor about a recognised keyword
+    reply of at most KEYWORD_REPLY_MAX_WORDS words ("I can't make it", "please stop"): those go
+    their usual way, as before the learned layer.
+    """
+    reading = _read(body)
+    matched, categories = reading.matched, reading.categories
+    consult = learned and _consults_learned(body, reading)
+    prediction = load_model().predict_normalized(reading.normalized) if consult else None
+    if prediction is not None and prediction.is_crisis:
+        matched.append(LEARNED_RULE)
+        if not categories:
+            categories.add(_KIND_CATEGORY[prediction.kind])
     if not matched:
         return _NO_CRISIS
-    return CrisisResult(is_crisis=True, categories=frozenset(categories), matched=tuple(matched))
+    if prediction is not None and prediction.kind_probability >= KIND_CONFIDENCE:
+        kind = prediction.kind
+    elif OVERDOSE in categories:
+        kind = "overdose"
+    else:
+        kind = "self"
+    return CrisisResult(
+        is_crisis=True, categories=frozenset(categories), matched=tuple(matched), kind=kind
+    )
