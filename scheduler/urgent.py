@@ -130,12 +130,14 @@ class UrgentLane:
         priority: Priority | None = None,
         poll_seconds: float = POLL_SECONDS,
         rate_limited: bool = True,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.sessions, self.transport, self.config = sessions, transport, config
         self.worker_id = worker_id
         self.priority = priority
         self.poll_seconds = poll_seconds
         self.rate_limited = rate_limited
+        self.clock = clock  # the instant claims are judged at (tests fix it)
         self.counts = SendCounts()  # everything the lane did, for the worker's last line
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="urgent-lane", daemon=True)
@@ -176,6 +178,7 @@ class UrgentLane:
                         worker_id=self.worker_id,
                         limiter=limiter,
                         priority=self.priority,
+                        clock=self.clock,
                         should_stop=self._stopping.is_set,
                     )
                 except Exception as exc:
