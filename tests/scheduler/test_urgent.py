@@ -79,6 +79,8 @@ class Releases:
     """A transport that records the instant each request is handed over (the rate limiter's
     clock, read just before the call), then passes it on."""
 
+    name = "releases"
+
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.at: list[float] = []
