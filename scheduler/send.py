@@ -238,6 +238,10 @@ def send_batch(
             if limiter is not None:
                 # A missed slot (see RateLimiter) is not used: the claim waits for another.
                 while not should_stop():
+                    if outcomes and limiter.reserve_at() - limiter.clock() > FLUSH_GAP_SECONDS:
+                        # before a just-in-time reservation's wait (see RateLimiter)
+                        writer.commit(outcomes)
+                        last_commit = time.monotonic()
                     slot = limiter.next_slot(len(claims) - index)
                     if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
                         writer.commit(outcomes)  # while we wait anyway

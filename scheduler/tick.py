@@ -20,7 +20,7 @@ from bot.services.inbound_retry import process_stuck
 from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
-from .rate import RateLimiter
+from .rate import Priority, RateLimiter
 from .send import SendCounts, send_due
 from .sweep import sweep
 
@@ -95,7 +95,11 @@ def tick(
     rate_limited: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     max_messages: int | None = None,
+    priority: Priority | None = None,
 ) -> TickSummary:
+    """`priority`: the urgent lane of this process (scheduler/urgent.py), ahead of which the
+    tick's sends reserve their rate slots; they reserve just in time either way, so an urgent
+    lane in another worker finds the next slot free too."""
     summary = TickSummary(now=now)
     with session_scope(sessions) as session:
         summary.plan = plan(session, now)
@@ -104,7 +108,11 @@ def tick(
     if should_stop():
         summary.stopped = True
         return summary
-    limiter = RateLimiter(sessions, config.send_rate_per_second) if rate_limited else None
+    limiter = (
+        RateLimiter(sessions, config.send_rate_per_second, just_in_time=True, priority=priority)
+        if rate_limited
+        else None
+    )
     with limiter or nullcontext():
         summary.send = send_due(
             sessions,

@@ -12,6 +12,11 @@ contact `skipped`). The rows that pass are claimed with one conditional UPDATE (
 any network call. A batch holds at most one message per recipient, so a person's second text
 is judged after the first one's outcome (a 21610 on the first opts them out).
 
+`urgent_only` is the urgent lane's claim (scheduler/urgent.py): the same rules, over the due
+pending pages, crisis replies and staff replies only (bot/models/messages.py URGENT_PENDING,
+read through its own partial index). A row is claimed by whichever sender's conditional UPDATE
+moves it first, the lane's or a tick's, never by both.
+
 Twilio has no idempotency key on message create, so a row left in `sending` (the process died
 between the claim and the outcome's commit) cannot be known to be unsent: `recover_stale`
 never resends it; once its claim is older than the lease (far longer than the 10 s HTTP
@@ -29,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from bot.bulk import in_ids
@@ -37,6 +42,7 @@ from bot.config import Config
 from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
+from bot.models.messages import URGENT_PENDING
 from bot.services import contacts, sendability
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
@@ -105,9 +111,11 @@ def claim_batch(
     limit: int,
     *,
     claimed_at: datetime | None = None,
+    urgent_only: bool = False,
 ) -> tuple[list[Claim], int]:
-    """Claim up to `limit` due rows, at most one per recipient. Returns the claims and how many
-    due rows were looked at (claimed or settled without a send); 0 means nothing is due."""
+    """Claim up to `limit` due rows, at most one per recipient (`urgent_only`: pages, crisis
+    replies and staff replies only). Returns the claims and how many due rows were looked at
+    (claimed or settled without a send); 0 means nothing is due."""
     program_zone = ZoneInfo(config.program_timezone)
     status_callback = status_callback_url(config.public_base_url)
     m = OutboundMessage
@@ -126,7 +134,8 @@ def claim_batch(
             m.not_after,
             m.ignore_quiet_hours,
         )
-        .where(m.status == "pending", m.send_after <= now)
+        .where(text(URGENT_PENDING) if urgent_only else m.status == "pending")
+        .where(m.send_after <= now)
         .order_by(m.send_after, m.id)
         .limit(limit * CANDIDATE_FACTOR)
     )
@@ -273,6 +282,14 @@ def claim_batch(
         for r in chosen
         if r.id in claimed
     ], looked
+
+
+def urgent_due(session: Session, now: datetime) -> bool:
+    """Whether a page, crisis reply or staff reply is pending and due: the urgent lane's poll,
+    one probe of its partial index, before it takes the claim's locks."""
+    m = OutboundMessage
+    query = select(m.id).where(text(URGENT_PENDING), m.send_after <= now).limit(1)
+    return session.scalar(query) is not None
 
 
 def release(session: Session, claims: Sequence[Claim], worker_id: str) -> int:
