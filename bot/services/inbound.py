@@ -46,6 +46,7 @@ from bot.services import audit, expectations
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import enqueue
 from bot.services.paging import start_ladder
+from bot.services.replan import request_replan
 from bot.services.templates import participant_context, render_message
 from messages.crisis import detect_crisis
 from messages.defaults import default_templates
@@ -363,8 +364,8 @@ def opt_in(
         return False
     participant.status = "active"
     participant.opted_out_at = None
-    participant.plan_version += 1
-    participant.updated_at = now
+    # Re-planning: planned from this moment, so a check-in due before the next tick still goes.
+    request_replan(session, participant, now, restart=True)
     session.add(
         ConsentEvent(
             participant_id=participant.id, kind="opt_in", at=now, method=method, wording=wording

@@ -23,8 +23,9 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Config
-from bot.models import Participant, PlannedContact
+from bot.models import PlannedContact
 from bot.services.audit import record
+from bot.services.replan import request_replan_of_active
 from bot.services.settings import all_settings, set_setting
 from bot.timeutil import parse_hhmm
 
@@ -243,12 +244,7 @@ def save_settings(
         .execution_options(synchronize_session=False)
     )
     cancelled = cast("CursorResult[Any]", result).rowcount
-    session.execute(
-        update(Participant)
-        .where(Participant.status == "active")
-        .values(plan_version=Participant.plan_version + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    request_replan_of_active(session, now)
     session.flush()
     planner = planner or find_planner()
     if planner is None:
