@@ -462,18 +462,6 @@ def plan_participant(
     )
     participant.planned_version = participant.plan_version
     participant.planned_settings = rules.digest
-    if participant.replan_from is not None:
-        # Only if no newer change came meanwhile (it bumped plan_version and keeps its moment
-        # for the next tick, which re-plans this person again).
-        session.execute(
-            update(Participant)
-            .where(
-                Participant.id == participant.id,
-                Participant.plan_version == participant.plan_version,
-            )
-            .values(replan_from=None)
-            .execution_options(synchronize_session="evaluate")
-        )
     session.execute(
         update(Appointment)
         .where(Appointment.participant_id == participant.id)
@@ -482,6 +470,25 @@ def plan_participant(
     )
     counts.participants = 1
     return counts
+
+
+def clear_replan_marks(session: Session, participant_ids: Sequence[int]) -> None:
+    """After planning these people: their `replan_from` has been used. Flushes first, and
+    clears only where no newer change came meanwhile (a change bumps plan_version and keeps
+    its moment for the next tick, which re-plans that person again). One statement."""
+    if not participant_ids:
+        return
+    session.flush()
+    session.execute(
+        update(Participant)
+        .where(
+            Participant.id.in_(participant_ids),
+            Participant.replan_from.is_not(None),
+            Participant.planned_version == Participant.plan_version,
+        )
+        .values(replan_from=None)
+        .execution_options(synchronize_session="evaluate")
+    )
 
 
 def plan_appointment(
@@ -536,10 +543,14 @@ def plan_step(
                 .limit(limit - len(ids))
             )
         )
+    marked: list[int] = []
     for participant in session.scalars(
         select(Participant).where(Participant.id.in_(ids)).order_by(Participant.id)
     ):
+        if participant.replan_from is not None:
+            marked.append(participant.id)
         counts.add(plan_participant(session, participant, rules, now))
+    clear_replan_marks(session, marked)
     room = limit - len(ids)
     appointment_ids: list[int] = []
     if room > 0:
@@ -648,6 +659,7 @@ def run_plan_command(config: Config, external_id: str, as_json: bool, now: datet
             )
             if stale:
                 plan_participant(session, participant, rules, now)
+                clear_replan_marks(session, [participant.id])
                 session.flush()
             rows = upcoming_contacts(session, participant, now)
             label, zone = participant.external_id, participant.timezone
@@ -682,6 +694,7 @@ __all__ = [
     "PlanCounts",
     "Rules",
     "Slot",
+    "clear_replan_marks",
     "load_rules",
     "plan",
     "plan_appointment",

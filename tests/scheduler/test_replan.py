@@ -26,6 +26,7 @@ from bot.services.replan import request_replan
 from bot.services.settings import get_setting
 from bot.services.settings_editing import save_settings
 from bot.transport.simulated import SimulatedTransport
+from scheduler.plan import clear_replan_marks, load_rules, plan_participant
 from scheduler.tick import tick
 from tests.factories import make_participant
 from tests.scheduler.helpers import utc
@@ -375,3 +376,25 @@ def test_request_replan_by_id_plans_from_the_change_and_only_once(
 def test_request_replan_of_an_unknown_id_raises(session: Session) -> None:
     with pytest.raises(LookupError):
         request_replan(session, 999_999, ENROLLED)
+
+
+@pytest.mark.postgres_only
+def test_a_change_made_while_the_planner_works_keeps_its_moment_for_the_next_tick(
+    sessions: sessionmaker[Session],
+) -> None:
+    pid = _participant(sessions)
+    first, second = utc("2026-03-04T14:00:00Z"), utc("2026-03-04T14:02:00Z")
+    with sessions.begin() as session:
+        request_replan(session, pid, first)
+    with sessions() as planner:
+        person = planner.get_one(Participant, pid)  # read by the planner...
+        with sessions.begin() as other:  # ...then a resume is committed...
+            request_replan(other, pid, second, restart=True)
+        # ...before the planner writes what it planned.
+        plan_participant(planner, person, load_rules(planner), first + timedelta(minutes=1))
+        clear_replan_marks(planner, [pid])
+        planner.commit()
+    with sessions() as session:
+        person = session.get_one(Participant, pid)
+        assert person.replan_from == second
+        assert person.planned_version != person.plan_version  # the next tick plans again
