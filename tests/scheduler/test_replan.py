@@ -26,7 +26,7 @@ from bot.services.replan import request_replan
 from bot.services.settings import get_setting
 from bot.services.settings_editing import save_settings
 from bot.transport.simulated import SimulatedTransport
-from scheduler.plan import clear_replan_marks, load_rules, plan_participant
+from scheduler.plan import clear_replan_marks, load_rules, plan, plan_participant
 from scheduler.tick import tick
 from tests.factories import make_participant
 from tests.scheduler.helpers import utc
@@ -398,3 +398,24 @@ def test_a_change_made_while_the_planner_works_keeps_its_moment_for_the_next_tic
         person = session.get_one(Participant, pid)
         assert person.replan_from == second
         assert person.planned_version != person.plan_version  # the next tick plans again
+
+
+def test_a_replan_never_plans_checkins_before_the_enrolment(session: Session) -> None:
+    # Imported at 12:00 EST on day 2 (after the day-1 and day-2 slots), planned, then a change
+    # whose moment is earlier than the import (a clock behind the importer's).
+    enrolled = utc("2026-03-04T17:00:00Z")
+    person = make_participant(
+        session, enrolled, release_date=date(2026, 3, 2), enrolled_at=enrolled
+    )
+    plan(session, enrolled)
+    request_replan(session, person, utc("2026-03-03T12:00:00Z"))
+    plan(session, enrolled + timedelta(hours=1))
+
+    occurrences = {
+        c.occurrence
+        for c in session.scalars(
+            select(PlannedContact).where(PlannedContact.participant_id == person.id)
+        )
+    }
+    assert "day-1" not in occurrences and "day-2" not in occurrences
+    assert {"welcome", "day-3"} <= occurrences
