@@ -416,6 +416,9 @@ def _desired_for_participant(
     desired.append(welcome)
     # Enrolment: check-in slots before the import are never planned; the welcome is first.
     desired.extend(s for s in checkin_slots(participant, rules) if s.send_after >= plan_from)
+    # Reminders passed before a first plan are "imported late" (the latest goes at once); a
+    # re-plan keeps those after its change, whose windows run to shortly before the appointment.
+    reminders_from = plan_from if participant.replan_from is not None else now
     appointments = session.scalars(
         select(Appointment).where(
             Appointment.participant_id == participant.id,
@@ -431,7 +434,7 @@ def _desired_for_participant(
                 rules,
                 now,
                 already_sent=_reminder_sent(existing, appointment),
-                since=plan_from,
+                since=reminders_from,
             )
         )
     return desired

@@ -28,7 +28,7 @@ from bot.services.settings_editing import save_settings
 from bot.transport.simulated import SimulatedTransport
 from scheduler.plan import clear_replan_marks, load_rules, plan, plan_participant
 from scheduler.tick import tick
-from tests.factories import make_participant
+from tests.factories import make_appointment, make_participant
 from tests.scheduler.helpers import utc
 
 ENROLLED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -419,3 +419,31 @@ def test_a_replan_never_plans_checkins_before_the_enrolment(session: Session) ->
     }
     assert "day-1" not in occurrences and "day-2" not in occurrences
     assert {"welcome", "day-3"} <= occurrences
+
+
+def test_after_stop_then_start_a_reminder_due_before_the_tick_is_sent(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config
+) -> None:
+    pid = _participant(sessions)
+    with sessions.begin() as session:
+        # 14:00 EST on 2026-03-05: reminders at 10:00 on the 2nd and the 4th, 12:00 on the 5th.
+        person = session.get_one(Participant, pid)
+        make_appointment(session, person, utc("2026-03-05T19:00:00Z"), ENROLLED)
+    _tick(sessions, transport, config, ENROLLED + timedelta(minutes=1))
+    _tick(sessions, transport, config, utc("2026-03-02T15:05:00Z"))  # welcome, 3-day reminder
+    with sessions.begin() as session:
+        person = session.get_one(Participant, pid)
+        opt_out(session, person, now=utc("2026-03-03T17:00:00Z"), method="sms", wording="")
+        opt_in(session, person, now=utc("2026-03-03T23:00:00Z"), method="sms", wording="")
+
+    _tick(sessions, transport, config, DAY2_INSIDE)  # 10:05 EST on the 4th
+
+    with sessions() as session:
+        reminders = session.execute(
+            select(PlannedContact.rule, func.count(OutboundMessage.id))
+            .join(OutboundMessage, OutboundMessage.planned_contact_id == PlannedContact.id)
+            .where(PlannedContact.participant_id == pid, PlannedContact.kind == "reminder")
+            .group_by(PlannedContact.rule)
+        )
+        assert {rule: n for rule, n in reminders} == {"reminder.3d": 1, "reminder.1d": 1}
+    assert _texts(sessions, pid)["day-2"] == 1
