@@ -61,6 +61,10 @@ class Participant(Base):
     # The plan_version and program-settings digest the planner last materialised (scheduler/plan.py).
     planned_version: Mapped[int | None]
     planned_settings: Mapped[str | None] = mapped_column(String(16))
+    # DESIGN.md, Re-planning: the moment a change asked for a new plan (the earliest one still
+    # waiting); the planner plans from it rather than from its own `now`, then clears it.
+    # Set through bot.services.replan.request_replan.
+    replan_from: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -24,6 +24,7 @@ from bot.services import audit, expectations
 from bot.services import contacts as planned_contacts
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import status as outbox_status
+from bot.services.replan import request_replan
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ def opt_in(
         return False
     participant.status = "active"
     participant.opted_out_at = None
-    participant.plan_version += 1
-    participant.updated_at = now
+    # Re-planning: planned from this moment, so a check-in due before the next tick still goes.
+    request_replan(session, participant, now, restart=True)
     session.add(
         ConsentEvent(
             participant_id=participant.id, kind="opt_in", at=now, method=method, wording=wording

@@ -22,6 +22,7 @@ from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import CHANNELS, LANGUAGES
 from bot.phones import PhoneError, normalize_phone
 from bot.services import audit, consent
+from bot.services.replan import mark_for_replan
 from bot.timeutil import local_to_utc
 
 PARTICIPANT_REQUIRED = ("external_id", "first_name", "phone", "release_date")
@@ -311,8 +312,9 @@ def _update_participant(
         summary.unchanged += 1
         return
     if "release_date" in changed or "timezone" in changed:
-        # The planner treats contacts of an older plan version as superseded.
-        p.plan_version += 1
+        # The planner treats contacts of an older plan version as superseded, and plans the
+        # new ones from this moment (Re-planning).
+        mark_for_replan(p, now)
         summary.replanned += 1
     for key, value in changed.items():
         setattr(p, key, value)
