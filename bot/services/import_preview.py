@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.models import AuditLog, PendingImport
+from bot.models import AuditLog, PendingImport, User
 from bot.models.imports import IMPORT_KINDS
 from bot.services import audit
 from bot.services.importer import (
@@ -329,15 +329,34 @@ def purge_expired(session: Session, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def recent_imports(session: Session, limit: int = 10) -> list[AuditLog]:
-    return list(
-        session.scalars(
-            select(AuditLog)
-            .where(AuditLog.action == CONFIRMED_ACTION)
-            .order_by(AuditLog.at.desc(), AuditLog.id.desc())
-            .limit(limit)
+@dataclass(frozen=True)
+class RecentImport:
+    at: datetime
+    who: str
+    file: str
+    kind: str
+    counts: Counts
+
+
+def recent_imports(session: Session, limit: int = 10) -> list[RecentImport]:
+    """The latest imports confirmed in the dashboard, newest first, from the audit log."""
+    rows = session.execute(
+        select(AuditLog, User.name)
+        .outerjoin(User, AuditLog.user_id == User.id)
+        .where(AuditLog.action == CONFIRMED_ACTION)
+        .order_by(AuditLog.at.desc(), AuditLog.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        RecentImport(
+            at=row.at,
+            who=name or "",
+            file=str((row.detail or {}).get("file", "")),
+            kind=str((row.detail or {}).get("kind", "")),
+            counts=Counts.from_dict(row.detail or {}),
         )
-    )
+        for row, name in rows
+    ]
 
 
 def _check_kind(kind: str) -> None:
