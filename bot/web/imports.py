@@ -135,7 +135,8 @@ def upload() -> ResponseReturnValue:
         return _upload_page(
             kind=kind,
             filename=filename,
-            problem=f"{filename}: {len(failed.errors)} problem(s). Nothing was imported; "
+            problem=f"{filename}: {len(failed.errors)} "
+            f"{'problem' if len(failed.errors) == 1 else 'problems'}. Nothing was imported; "
             "fix the lines below and upload the file again.",
             errors=failed.errors,
             status=422,
