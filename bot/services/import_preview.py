@@ -45,6 +45,7 @@ GONE = (
     "This import was already confirmed or cancelled, or is more than an hour old. "
     "Upload the file again to see a new preview."
 )
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -232,7 +233,7 @@ def find_pending(
     session: Session, token: str, *, user_id: int, now: datetime
 ) -> PendingImport | None:
     """The uploader's own pending import, while it has not expired."""
-    if not token or len(token) > 64:
+    if not _TOKEN.fullmatch(token):
         return None
     pending = session.scalars(
         select(PendingImport).where(PendingImport.token == token, PendingImport.user_id == user_id)

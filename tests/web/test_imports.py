@@ -211,3 +211,11 @@ def test_appointments_upload_needs_a_known_kind_and_names_unknown_participants(
     assert response.status_code == 422
     assert "line 2: external_id: no participant &#39;NOBODY&#39;" in response.get_data(as_text=True)
     assert upload(client, GOOD, kind="spreadsheet").status_code == 422
+
+
+@pytest.mark.parametrize("token", ["%00abc", "x" * 65, "a%20b", "..%2F..%2Fetc"])
+def test_an_odd_token_is_answered_as_gone_never_a_500(
+    client: FlaskClient, staff: None, token: str
+) -> None:
+    login(client, "cora@example.org")
+    assert client.get(f"/imports/{token}").status_code in (404, 410)
