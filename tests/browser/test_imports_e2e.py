@@ -4,6 +4,7 @@ Screenshots of the refusal and the preview at desktop and phone width go to test
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,9 +14,9 @@ from sqlalchemy import func, select
 from bot.models import Participant, PendingImport, PlannedContact
 from tests.factories import TEST_PASSWORD, make_participant, make_user
 
-from .coordinator_support import ARTIFACTS, LiveApp, browser_page, live_app, sign_in
+from .coordinator_support import ARTIFACTS, LiveApp, live_app, sign_in
 
-__all__ = ["browser_page", "live_app"]  # fixtures used by name below
+__all__ = ["live_app"]  # fixture used by name below
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
@@ -47,6 +48,19 @@ def _seed(live: LiveApp) -> None:
         session.commit()
 
 
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page of the session's Chromium (tests/browser/conftest.py): one Playwright per run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport=DESKTOP)
+    new_page = context.new_page()
+    new_page.set_default_timeout(10_000)
+    try:
+        yield new_page
+    finally:
+        context.close()
+
+
 def _count(live: LiveApp, model: type) -> int:
     with live.sessions() as session:
         return session.scalar(select(func.count()).select_from(model)) or 0
@@ -61,9 +75,9 @@ def _choose(page: Any, text: str, name: str = "people.csv") -> None:
 
 
 def test_a_bad_line_writes_nothing_and_a_good_file_previews_then_imports(
-    live_app: LiveApp, browser_page: Any
+    live_app: LiveApp, page: Any
 ) -> None:
-    live, page = live_app, browser_page
+    live = live_app
     _seed(live)
     sign_in(page, live.url, "cora@example.org", TEST_PASSWORD)
     page.click("nav >> text=Imports")
