@@ -6,6 +6,7 @@ from .base import Base, UTCDateTime
 from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
 from .heartbeat import WorkerHeartbeat
+from .imports import PendingImport
 from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
 from .ratelimit import SendRateSlot
@@ -25,6 +26,7 @@ __all__ = [
     "InboundMessage",
     "OutboundMessage",
     "Participant",
+    "PendingImport",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",

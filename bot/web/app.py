@@ -18,6 +18,7 @@ from . import (
     auth,
     flags,
     health,
+    imports,
     input_guard,
     message_templates,
     participants,
@@ -65,6 +66,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(participants.bp)
     app.register_blueprint(flags.bp)
     app.register_blueprint(admin.bp)
+    imports.init_app(app)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)
     return app

@@ -347,6 +347,7 @@ NAV: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/templates", "Messages", ("coordinator", "admin")),
     ("/settings", "Settings", ("coordinator", "admin")),
     ("/reports", "Reports", ("coordinator", "admin")),
+    ("/imports", "Imports", ("coordinator", "admin")),
     ("/users", "Users", ("admin",)),
     ("/audit", "Audit", ("admin",)),
 )
