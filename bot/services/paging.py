@@ -29,13 +29,19 @@ log = logging.getLogger(__name__)
 PAGE_LANGUAGE = "en"
 
 
+# What a program-level flag (no participant, no number) is about, as a page names it.
+PROGRAM_LABELS = {"twilio_account": "the Twilio account"}
+
+
 def page_label(session: Session, flag: Flag) -> str:
-    """Who the flag is about, as staff see it in a page: the participant's label, or the masked
-    number of an unknown sender."""
+    """Who the flag is about, as staff see it in a page: the participant's label, the masked
+    number of an unknown sender, or what a program-level flag is about."""
     if flag.participant_id is not None:
         participant = session.get(Participant, flag.participant_id)
         if participant is not None:
             return participant.label
+    if flag.sender_address is None:
+        return PROGRAM_LABELS.get(flag.reason, "the program")
     return mask_phone(flag.sender_address) or "an unknown number"
 
 
