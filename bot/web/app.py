@@ -19,6 +19,7 @@ from . import (
     flags,
     health,
     input_guard,
+    ladder_banner,
     message_templates,
     outage,
     participants,
@@ -60,6 +61,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.teardown_appcontext(close_db)
     input_guard.init_app(app)  # before the blueprints: it bounds their <int:...> ids
     outage.init_app(app)
+    ladder_banner.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhook.bp)
     auth.init_app(app)
