@@ -112,6 +112,9 @@ class OutboundMessage(Base):
     not_after: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # When the claim was handed to the transport (committed just before the sends it covers):
+    # a stale claim without it is known unsent and goes back to `pending`, not `unknown`.
+    handed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     status_updated_at: Mapped[datetime | None]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.db import is_postgresql
 from bot.log import mask_phone
 from bot.models import Flag, FlagEvent, Participant, User
-from bot.models.flags import SEVERITY_RANK, severity_for
+from bot.models.flags import PROGRAM_REASONS, SEVERITY_RANK, severity_for
 from bot.services.outbox import status as outbox_status
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
@@ -178,6 +178,56 @@ def raise_flag(
     else:
         add_event(session, existing, "repeated", now=now, detail=detail)
     return FlagOutcome(existing, created=False, severity_raised=raised)
+
+
+_PROGRAM_WHERE = "state <> 'resolved' AND participant_id IS NULL AND sender_address IS NULL"
+_UNRESOLVED_OF_PROGRAM = select(Flag).where(
+    Flag.participant_id.is_(None),
+    Flag.sender_address.is_(None),
+    Flag.reason == bindparam("reason"),
+    Flag.state != "resolved",
+)
+
+
+def open_program_flag(session: Session, reason: str) -> Flag | None:
+    """The unresolved program-level flag of this reason, if any."""
+    flag: Flag | None = session.scalars(_UNRESOLVED_OF_PROGRAM, {"reason": reason}).first()
+    return flag
+
+
+def raise_program_flag(
+    session: Session, *, reason: str, now: datetime, detail: dict[str, Any] | None = None
+) -> FlagOutcome:
+    """Open a flag about the program itself (bot.models.flags.PROGRAM_REASONS: participant
+    and sender NULL), or count another occurrence of the unresolved one: one open per reason,
+    decided by the database (its partial unique index), like raise_flag."""
+    if reason not in PROGRAM_REASONS:
+        raise ValueError(f"{reason!r} is not a program-level reason")
+    existing = open_program_flag(session, reason)
+    if existing is None:
+        insert = pg_insert if is_postgresql(session) else sqlite_insert
+        flag = session.scalars(
+            insert(Flag)
+            .values(
+                reason=reason,
+                severity=severity_for(reason),
+                state="open",
+                opened_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["reason"], index_where=text(_PROGRAM_WHERE))
+            .returning(Flag)
+        ).first()
+        if flag is not None:
+            add_event(session, flag, "opened", now=now, detail=detail)
+            return FlagOutcome(flag, created=True, severity_raised=False)
+        existing = open_program_flag(session, reason)
+        if existing is None:
+            raise RuntimeError(f"program flag {reason!r} neither inserted nor found")
+    existing.occurrences += 1
+    existing.updated_at = now
+    add_event(session, existing, "repeated", now=now, detail=detail)
+    return FlagOutcome(existing, created=False, severity_raised=False)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import secrets
 from flask import Flask
 
 from bot.config import Config, load_config
-from bot.db import make_engine, make_session_factory
+from bot.db import WEB_TIMEOUTS, make_engine, make_session_factory
 from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
@@ -20,7 +20,9 @@ from . import (
     health,
     imports,
     input_guard,
+    ladder_banner,
     message_templates,
+    outage,
     participants,
     program_settings,
     queue,
@@ -47,7 +49,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         SESSION_COOKIE_SECURE=config.public_base_url.startswith("https://"),
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, timeouts=WEB_TIMEOUTS)
     app.extensions["checkin"] = AppState(
         config=config,
         engine=engine,
@@ -59,6 +61,8 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     )
     app.teardown_appcontext(close_db)
     input_guard.init_app(app)  # before the blueprints: it bounds their <int:...> ids
+    outage.init_app(app)
+    ladder_banner.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhook.bp)
     auth.init_app(app)

@@ -35,6 +35,11 @@ class FakeTwilio:
         # Port 0: the OS picks a free port, so parallel test runs never collide.
         self.arrivals: list[Arrival] = []
         self.lock = threading.Lock()
+        # (HTTP status, Twilio error code) to answer every create with, as Twilio does (e.g.
+        # (401, 20003) for a wrong auth token); None: accept. Refused creates are counted in
+        # `refused`, not recorded as arrivals.
+        self.failure: tuple[int, int] | None = None
+        self.refused = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,11 +54,31 @@ class FakeTwilio:
                 at = time.time()
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if fake.failure is not None:
+                    self._refuse(*fake.failure)
+                    return
                 arrival = Arrival(at, self.path, self.headers.get("User-Agent", ""), form)
                 with fake.lock:
                     fake.arrivals.append(arrival)
                 body = json.dumps({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}).encode()
                 self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _refuse(self, status: int, code: int) -> None:
+                with fake.lock:
+                    fake.refused += 1
+                body = json.dumps(
+                    {
+                        "code": code,
+                        "message": "refused by the fake",
+                        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                        "status": status,
+                    }
+                ).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
