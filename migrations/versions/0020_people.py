@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0020_people"
 down_revision: str | Sequence[str] | None = "0016_worker_heartbeat"
 branch_labels: str | Sequence[str] | None = None
