@@ -95,10 +95,11 @@ def test_filter_by_coach_and_state_and_sort_by_last_contact(
     ids = _world(session, now)
     admin = make_user(session, now, role="coordinator")
 
-    def names(**kwargs: str) -> list[str]:
-        return [
-            r.display_name for r in plist.list_participants(session, admin, now=now, **kwargs).rows
-        ]
+    def names(q: str = "", state: str = "", coach: str = "", sort: str = "name") -> list[str]:
+        page = plist.list_participants(
+            session, admin, now=now, q=q, state=state, coach=coach, sort=sort
+        )
+        return [r.display_name for r in page.rows]
 
     assert names() == ["Ana", "Bo", "Dana Reyes"]
     assert names(coach=str(ids["coach"])) == ["Bo", "Dana Reyes"]
