@@ -36,9 +36,9 @@ STATES = {
 }
 SORTS = {
     "name": "Name",
-    "recent": "Last contact, newest first",
-    "quiet": "Last contact, oldest first",
-    "release": "Released most recently",
+    "recent": "Latest contact first",
+    "quiet": "Longest without contact",
+    "release": "Most recently released",
 }
 NO_COACH = "none"
 Query = Select[*tuple[Any, ...]]
