@@ -8,7 +8,7 @@ from .flags import Expectation, Flag, FlagEvent
 from .heartbeat import WorkerHeartbeat
 from .imports import PendingImport
 from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
-from .participants import ConsentEvent, Participant
+from .participants import ConsentEvent, Participant, PhoneChange
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
 from .templates import Template, TemplateVersion
@@ -27,6 +27,7 @@ __all__ = [
     "OutboundMessage",
     "Participant",
     "PendingImport",
+    "PhoneChange",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",

@@ -30,15 +30,27 @@ log = logging.getLogger(__name__)
 
 
 def record_consent(
-    session: Session, participant_ids: Sequence[int], *, now: datetime, method: str
+    session: Session,
+    participant_ids: Sequence[int],
+    *,
+    now: datetime,
+    method: str,
+    recorded_by_id: int | None = None,
 ) -> None:
-    """The consent given at enrolment (an import), one event per person, in one statement."""
+    """The consent given at enrolment (an import, or the dashboard's form with the staff member
+    who recorded it), one event per person, in one statement."""
     if not participant_ids:
         return
     session.execute(
         insert(ConsentEvent),
         [
-            {"participant_id": pid, "kind": "consent", "at": now, "method": method}
+            {
+                "participant_id": pid,
+                "kind": "consent",
+                "at": now,
+                "method": method,
+                "recorded_by_id": recorded_by_id,
+            }
             for pid in participant_ids
         ],
     )

@@ -206,6 +206,21 @@ def _check_duplicates(rows: list[_ParticipantRow], errors: list[LineError]) -> N
             seen_phones[row.phone] = row.line
 
 
+# The checked values of one participant: the importer's rows, and the dashboard's form.
+ParticipantFields = _ParticipantRow
+
+
+def check_participant_values(
+    values: dict[str, str], *, default_timezone: str, coaches: dict[str, int]
+) -> tuple[ParticipantFields | None, list[str]]:
+    """One participant's values checked exactly as a CSV row is (the dashboard's form uses it,
+    so a coordinator reads the importer's messages): the checked fields, or the problems as
+    `column: why`. Uniqueness against the database is the caller's."""
+    errors: list[LineError] = []
+    row = _check_participant_row(0, values, default_timezone, coaches, errors)
+    return row, [error.message for error in errors]
+
+
 def import_participants(
     session: Session,
     stream: TextIO,

@@ -64,8 +64,9 @@ from bot.services.inbound_form import BadForm, Form, parse_form
 from bot.services.inbound_handlers import record_reply
 from bot.services.inbound_store import InboundForm, Incoming, mark_failed, store
 from messages.crisis import detect_crisis
-from messages.defaults import default_templates
+from messages.defaults import crisis_key, default_templates
 from messages.keywords import Intent, classify_keyword
+from messages.normalize import normalize
 from messages.render import allowed_placeholders_for, render_template
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,86 @@ def offline_reply(body: str, config: Config) -> OfflineReply | None:
     or None (`<Response/>`). Shipped defaults, in the text's own language (module docstring)."""
     crisis = detect_crisis(body)
     if crisis.is_crisis:
-        spanish = bool(crisis.matched) and all(rule.startswith("es_") for rule in crisis.matched)
-        return OfflineReply(_default("crisis", "es" if spanish else "en", config), "crisis_reply")
+        # The kind's reply (overdose: 911 first), as the webhook would give it.
+        key = crisis_key(crisis.kind)
+        language = "es" if _reads_as_spanish(body, crisis.matched) else "en"
+        return OfflineReply(_default(key, language, config), "crisis_reply")
     if classify_keyword(body).intent is Intent.HELP:
         spanish = body.strip(" \t\r\n.!¡?¿").casefold().startswith("ayuda")
         return OfflineReply(_default("help", "es" if spanish else "en", config), "reply")
     return None
+
+
+# Everyday Spanish words that English texts rarely use: enough to pick the reply's language when
+# no rule named it (the learned layer alone caught the text).
+_SPANISH_WORDS = frozenset(
+    [
+        "que",
+        "no",
+        "me",
+        "mi",
+        "ya",
+        "quiero",
+        "estoy",
+        "vivir",
+        "morir",
+        "nadie",
+        "nada",
+        "para",
+        "por",
+        "con",
+        "una",
+        "uno",
+        "los",
+        "las",
+        "del",
+        "el",
+        "la",
+        "es",
+        "esta",
+        "mas",
+        "pero",
+        "porque",
+        "todo",
+        "todos",
+        "ayuda",
+        "puedo",
+        "tengo",
+        "voy",
+    ]
+)
+_ENGLISH_WORDS = frozenset(
+    [
+        "i",
+        "im",
+        "the",
+        "to",
+        "and",
+        "my",
+        "me",
+        "want",
+        "dont",
+        "cant",
+        "no",
+        "more",
+        "it",
+        "is",
+        "you",
+        "of",
+        "just",
+        "this",
+    ]
+)
+
+
+def _reads_as_spanish(body: str, matched: tuple[str, ...]) -> bool:
+    rules = [rule for rule in matched if rule != "learned_model"]
+    if rules:
+        return all(rule.startswith("es_") for rule in rules)
+    words = normalize(body).split()
+    spanish = sum(word in _SPANISH_WORDS for word in words)
+    english = sum(word in _ENGLISH_WORDS for word in words)
+    return spanish > english
 
 
 def _default(key: str, language: str, config: Config) -> str:

@@ -24,10 +24,12 @@ from . import (
     message_templates,
     outage,
     participants,
+    people,
     program_settings,
     queue,
     reports,
     simulator,
+    unknown,
     webhook,
 )
 from .context import AppState, close_db
@@ -56,7 +58,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         sessions=make_session_factory(engine),
         transport=transport or make_transport(config),
         # The factory is where the layers meet: services never import the scheduler, so the
-        # settings page is handed the planner here.
+        # settings page and participant editing are handed the planner here.
         planner=plan,
     )
     app.teardown_appcontext(close_db)
@@ -68,6 +70,8 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     auth.init_app(app)
     app.register_blueprint(queue.bp)
     app.register_blueprint(participants.bp)
+    app.register_blueprint(people.bp)
+    app.register_blueprint(unknown.bp)
     app.register_blueprint(flags.bp)
     app.register_blueprint(admin.bp)
     imports.init_app(app)

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bot.models import Template
+from bot.services.template_groups import grouped
 from bot.services.templates import (
     LANGUAGE_NAMES,
     TemplateRefused,
@@ -38,14 +37,10 @@ def _template(template_id: int) -> Template:
 @bp.get("/templates")
 @roles_required(*EDITORS)
 def index() -> str:
-    rows = list_templates(db())
-    groups: dict[str, list[Any]] = {}
-    for row in rows:
-        groups.setdefault(row.key, []).append(row)
     return render_template(
         "message_templates.html",
         title="Messages",
-        groups=groups,
+        groups=grouped(list_templates(db())),
         describe_key=describe_key,
         language_names=LANGUAGE_NAMES,
     )
