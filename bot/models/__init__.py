@@ -10,6 +10,7 @@ from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
+from .staff_sessions import PasswordReset, StaffSession
 from .templates import Template, TemplateVersion
 from .users import User
 
@@ -25,9 +26,11 @@ __all__ = [
     "InboundMessage",
     "OutboundMessage",
     "Participant",
+    "PasswordReset",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",
+    "StaffSession",
     "Template",
     "TemplateVersion",
     "UTCDateTime",
