@@ -25,6 +25,7 @@ from . import (
     queue,
     reports,
     simulator,
+    staff,
     webhook,
 )
 from .context import AppState, close_db
@@ -65,6 +66,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(participants.bp)
     app.register_blueprint(flags.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(staff.bp)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)
     return app

@@ -50,7 +50,8 @@ R = TypeVar("R")
 
 # Blueprints reachable without a dashboard login; "webhook" is also exempt from CSRF.
 PUBLIC_BLUEPRINTS = frozenset({"health", "webhook"})
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+# A reset link is its own credential (bot/services/passwords.py).
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "staff.reset_password", "static"})
 CSRF_EXEMPT_BLUEPRINTS = frozenset({"webhook"})
 
 CONTENT_SECURITY_POLICY = "; ".join(
