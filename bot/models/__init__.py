@@ -11,6 +11,7 @@ from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant, PhoneChange
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
+from .staff_sessions import PasswordReset, StaffSession
 from .templates import Template, TemplateVersion
 from .users import User
 
@@ -26,11 +27,13 @@ __all__ = [
     "InboundMessage",
     "OutboundMessage",
     "Participant",
+    "PasswordReset",
     "PendingImport",
     "PhoneChange",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",
+    "StaffSession",
     "Template",
     "TemplateVersion",
     "UTCDateTime",

@@ -29,6 +29,7 @@ from . import (
     queue,
     reports,
     simulator,
+    staff,
     unknown,
     webhook,
 )
@@ -75,6 +76,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(flags.bp)
     app.register_blueprint(admin.bp)
     imports.init_app(app)
+    app.register_blueprint(staff.bp)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)
     return app
