@@ -106,7 +106,7 @@ def test_a_reply_naming_a_sensitive_word_or_to_a_number_that_said_stop_is_refuse
 def test_enrolling_the_number_makes_its_texts_the_new_participants_and_resolves_its_flag(
     sessions: sessionmaker[Session], session: Session, config: Config, now: datetime
 ) -> None:
-    first = _text(sessions, config, "hi, I was told to text this number", now)
+    first = _text(sessions, config, "hi this is Dana, my coach gave me this number", now)
     number, _ = unknown.from_message(session, first)
     assert number is not None and number.phone is not None
     values = editing.check_form(
