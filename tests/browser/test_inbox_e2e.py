@@ -107,7 +107,7 @@ def test_a_text_reaches_the_queue_without_a_reload_and_no_reply_needed_clears_it
     assert page.get_by_text("Nothing needs you right now").is_visible()
     page.evaluate("window.__marker = 'same page'")
 
-    words = "Can you call me tomorrow? I got kicked out of my place and I'm sleeping in my car"
+    words = "Can you call me tomorrow? I lost my job at the warehouse"
     _text(live_server, dana_phone, words)
     item = page.locator(".queue-item--waiting", has_text="Can you call me tomorrow?")
     item.wait_for(timeout=20_000)
