@@ -21,9 +21,10 @@ when it may be a joke.
 
 How a body is read
 ------------------
-The body is case-folded, accents stripped, common character swaps undone inside words (k!ll,
-su1c1de, 0verdose), apostrophes dropped (don't -> dont, I'm -> im), every other non-alphanumeric
-run turned into a space, and repeated letters squashed (killl -> kil, pills -> pils, dieee -> die).
+The body is read by :mod:`messages.normalize`, as keywords and sensitive words are: case-folded,
+accents stripped, look-alike characters undone inside words (k!ll, su1c1de, 0verdose, k*ll),
+apostrophes dropped (don't -> dont, I'm -> im), every other non-alphanumeric run turned into a
+space, and repeated letters squashed (killl -> kil, pills -> pils, dieee -> die).
 Patterns are written in ordinary spelling and squashed the same way when compiled, which also
 absorbs single-letter misspellings ("kil myself", "to many pils"). Rules that a squash would
 confuse ("od" vs "odd") run on the unsquashed text instead.
@@ -34,9 +35,10 @@ confuse ("od" vs "odd") run on the unsquashed text instead.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from messages import normalize
 
 __all__ = ["CATEGORIES", "CrisisResult", "detect_crisis"]
 
@@ -65,39 +67,11 @@ class _Rule:
     squashed: bool = True
 
 
-_APOSTROPHES = re.compile(r"['’‘`´ʼ]")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_REPEATS = re.compile(r"([a-z])\1+")
-_PATTERN_REPEATS = re.compile(r"(?<!\\)([a-z])\1+")
-# Character swaps used to dodge filters or typed by accident: only between letters (k!ll,
-# su1c1de, mys3lf) or at the start of a word before letters (0verdose, $uicide), so that "10
-# pills" and "call 911!" keep their digits.
-_LEET = {"0": "o", "1": "i", "!": "i", "|": "i", "3": "e", "4": "a", "@": "a", "$": "s", "5": "s"}
-_LEET_INSIDE = re.compile(r"(?<=[a-z])[013!|4@$5](?=[a-z])")
-_LEET_START = re.compile(r"(?<![a-z0-9])[0@$](?=[a-z]{2})")
-# Phonetic spellings of words the Spanish rules hinge on ("me kiero morir").
-_SPELLINGS = {"kiero": "quiero", "qiero": "quiero", "kieren": "quieren", "aki": "aqui"}
-_SPELLING_WORDS = re.compile(r"\b(?:" + "|".join(_SPELLINGS) + r")\b")
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
 def _prepare(body: str) -> tuple[str, str]:
-    """Return (light, squashed) forms of a body; see the module docstring."""
-    text = _fold(body)
-    text = _LEET_INSIDE.sub(lambda m: _LEET[m.group()], text)
-    text = _LEET_START.sub(lambda m: _LEET[m.group()], text)
-    text = _APOSTROPHES.sub("", text)
-    text = _SPELLING_WORDS.sub(lambda m: _SPELLINGS[m.group()], text)
-    light = " " + _NON_ALNUM.sub(" ", text).strip() + " "
-    return light, _REPEATS.sub(r"\1", light)
-
-
-def _squash_pattern(source: str) -> str:
-    return _PATTERN_REPEATS.sub(r"\1", source)
+    """Return (light, squashed) forms of a body (messages.normalize), padded with spaces so that
+    every pattern can anchor a word with a space."""
+    light = f" {normalize.light(body)} "
+    return light, normalize.squash(light)
 
 
 def _alt(words: Iterable[str]) -> str:
@@ -107,7 +81,7 @@ def _alt(words: Iterable[str]) -> str:
 def _rule(name: str, categories: Iterable[str], *sources: str, squashed: bool = True) -> _Rule:
     source = "|".join(f"(?:{s})" for s in sources)
     if squashed:
-        source = _squash_pattern(source)
+        source = normalize.squash_pattern(source)
     return _Rule(name, frozenset(categories), re.compile(source), squashed)
 
 
@@ -132,7 +106,7 @@ _PILLS = r"(?:pills|pils|pill|xanax|xans|bars|percs|percocets|oxys|meds|medicati
 # Benign idioms removed before the rules run, each replaced by a bare separator so that no rule
 # can match across the hole. They are narrow on purpose: the rest of the message is still read.
 _BENIGN = tuple(
-    re.compile(_squash_pattern(source))
+    re.compile(normalize.squash_pattern(source))
     for source in (
         r" dying (?:to|2|for) (?!die )",  # "dying to see my kids", not "dying to die"
         r" to die for ",

@@ -8,9 +8,11 @@ How a body is read
 1. ``carrier_handled`` is decided on the body with only its edges trimmed: Twilio answers its own
    single-word opt-out/opt-in keywords (see ``CARRIER_KEYWORDS``) and our webhook must then stay
    silent, so this flag is exact and deliberately narrow ("STOP." yes, "stop pls" no).
-2. Everything else works on :func:`normalize`: accents removed (SÍ -> si), case folded,
-   apostrophes dropped (don't -> dont), any other punctuation or emoji turned into a space, and
-   runs of a repeated letter squashed to one letter (stooop -> stop, yesss -> yes, all -> al). The
+2. Everything else works on :func:`messages.normalize.normalize`, the text crisis and
+   sensitive-word matching see too: accents removed (SÍ -> si), case folded, look-alike
+   characters undone inside words (st0p -> stop), apostrophes dropped (don't -> dont), any other
+   punctuation or emoji turned into a space, and runs of a repeated letter squashed to one letter
+   (stooop -> stop, yesss -> yes, all -> al). The
    phrase lists below are squashed the same way when they are compiled, so they are written in
    ordinary spelling and match the stretched spellings people type.
 3. Intents are tried in a fixed order: STOP, START, HELP, CALL ME, NEXT, PAUSE, RESUME, YES,
@@ -67,9 +69,10 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from messages.normalize import normalize, squash_pattern
 
 __all__ = [
     "CARRIER_KEYWORDS",
@@ -119,35 +122,6 @@ CARRIER_KEYWORDS: frozenset[str] = CARRIER_OPT_OUT | CARRIER_OPT_IN
 # made only of courtesy words, and the cap also bounds the work of the anchored patterns.
 _MAX_COMPOSED_LEN = 80
 
-_APOSTROPHES = re.compile(r"['’‘`´ʼ]")
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_REPEATS = re.compile(r"([a-z])\1+")
-# In a pattern's source, squash doubled letters but never one that follows a backslash, so that
-# escapes such as \b or \s keep their meaning.
-_PATTERN_REPEATS = re.compile(r"(?<!\\)([a-z])\1+")
-
-
-def _fold(text: str) -> str:
-    """Case-fold and strip accents (NFKD, then drop combining marks): "SÍ" -> "si", "ñ" -> "n"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def normalize(body: str) -> str:
-    """Return the canonical form that the phrase patterns match.
-
-    Lower case without accents, apostrophes dropped, every other non-alphanumeric run (spaces,
-    punctuation, emoji) turned into one space, repeated letters squashed: "Don't STOOOP!! 🙏"
-    becomes "dont stop".
-    """
-    text = _APOSTROPHES.sub("", _fold(body))
-    text = _NON_ALNUM.sub(" ", text).strip()
-    return _REPEATS.sub(r"\1", text)
-
-
-def _squash_pattern(source: str) -> str:
-    return _PATTERN_REPEATS.sub(r"\1", source)
-
 
 def _alt(phrases: Iterable[str]) -> str:
     """A non-capturing alternation, longest phrase first so that the longest reading wins."""
@@ -162,11 +136,11 @@ def _compose(core: Iterable[str], courtesy: Iterable[str]) -> re.Pattern[str]:
     """
     core_rx, courtesy_rx = _alt(core), _alt(courtesy)
     source = rf"^(?:{courtesy_rx} )*{core_rx}(?: (?:{core_rx}|{courtesy_rx}))*$"
-    return re.compile(_squash_pattern(source))
+    return re.compile(squash_pattern(source))
 
 
 def _search(source: str) -> re.Pattern[str]:
-    return re.compile(_squash_pattern(source))
+    return re.compile(squash_pattern(source))
 
 
 _COURTESY = (

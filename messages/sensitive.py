@@ -6,9 +6,11 @@ uses :func:`find_sensitive_terms` to warn a coordinator who writes, say, "court"
 into a message. It is a warning, not a ban: a coordinator may decide a word is fine for their
 program.
 
-Matching is whole-word, case-insensitive and accent-insensitive ("CARCEL" finds "cárcel"); a term
-also matches with a plural "s" or "es" ("courts", "prisiones"); the words of a multi-word term may
-be separated by any spaces or hyphens ("drug-test"). Because matching is whole-word, "courtesy"
+Text and terms are read by :mod:`messages.normalize`, as crisis and keyword matching read a text,
+so matching is whole-word, case-insensitive and accent-insensitive ("CARCEL" finds "cárcel"),
+sees through look-alike characters ("j4il") and stretched letters ("jaiil"); a term also
+matches with a plural "s" or "es" ("courts", "prisiones"); the words of a multi-word term may be
+separated by any spaces or punctuation ("drug-test"). Because matching is whole-word, "courtesy"
 and "important" do not match. Some terms have innocent meanings ("corte de pelo", "PO Box",
 "audiencia"); they are listed anyway because a false warning costs a coordinator a glance, while a
 missed one may cost a participant their privacy.
@@ -38,8 +40,9 @@ both languages once accents are ignored ("supervision" / "supervisión", "hepati
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import cache
+
+from messages.normalize import normalize
 
 __all__ = ["SENSITIVE_TERMS", "find_sensitive_terms"]
 
@@ -170,19 +173,12 @@ SENSITIVE_TERMS: tuple[str, ...] = (
 )
 
 
-def _fold(text: str) -> str:
-    """Lower-case and strip accents, so 'Cárcel', 'CARCEL' and 'carcel' compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 @cache
 def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
     compiled = []
     for term in SENSITIVE_TERMS:
-        words = re.split(r"[\s-]+", _fold(term))
-        body = r"[\s\-]+".join(re.escape(w) for w in words)
-        compiled.append((term, re.compile(rf"(?<!\w){body}(?:e?s)?(?!\w)")))
+        body = re.escape(normalize(term))
+        compiled.append((term, re.compile(rf"(?<![a-z0-9]){body}(?:e?s)?(?![a-z0-9])")))
     return tuple(compiled)
 
 
@@ -193,7 +189,7 @@ def find_sensitive_terms(text: str) -> list[str]:
     a longer term's match counts only as the longer term: "prueba de drogas" is reported as that,
     not also as "drogas".
     """
-    folded = _fold(text)
+    folded = normalize(text)
     matches = [
         (match.start(), match.end(), order, term)
         for order, (term, pattern) in enumerate(_patterns())
