@@ -13,7 +13,10 @@ transaction that inserts it has just made the claim-time checks (status, quiet h
 `not_after`) on what it read, and commits before any network call, so a second pass over the
 row (pending -> sending) would only cost a write and a read per text. Only rows the insert
 really made (RETURNING) are sent; a person's further rows in the batch stay `pending` for the
-claim (bot.services.outbox.claims), after the first one's outcome.
+claim (bot.services.outbox.claims), after the first one's outcome. A WhatsApp row is always
+left `pending`, with its approved template's variables when its key and language are mapped:
+the claim reads the person's 24-hour window and chooses free text, the template or
+`needs_template` (bot.services.whatsapp_window).
 
 PostgreSQL: while a batch is being sent, a helper thread already runs the next batch's enqueue
 in a transaction it leaves open (`ReadAhead`); that transaction commits (claims) only once the
@@ -43,7 +46,7 @@ from bot.db import is_postgresql
 from bot.log import log_event
 from bot.models import Appointment, Participant, PlannedContact, User
 from bot.services import contacts as planned_contacts
-from bot.services import sendability
+from bot.services import sendability, whatsapp_window
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
 from bot.services.templates import message_context
@@ -259,6 +262,9 @@ def enqueue_due(
     claimed_people: set[int] = set()
     zones: dict[int, ZoneInfo] = {}  # contact id -> its person's zone
     rows: list[dict[str, Any]] = []
+    templates = (
+        whatsapp_window.mappings(session) if any(c.channel == "whatsapp" for c in contacts) else {}
+    )
     for contact in contacts:
         appointment = None
         withdrawn = None
@@ -303,7 +309,19 @@ def enqueue_due(
             counts.skipped += 1
             continue
         body, segments = rendered
-        claim = claimed_by is not None and contact.participant_id not in claimed_people
+        content_sid = content_variables = None
+        mapping = templates.get((contact.template_key, contact.language))
+        if contact.channel == "whatsapp" and mapping is not None:
+            content_sid = mapping.content_sid
+            content_variables = whatsapp_window.variables_for(
+                mapping, _context(config, renderer, contact, appointment)
+            )
+        # WhatsApp: the claim decides free text or template, by the person's window.
+        claim = (
+            claimed_by is not None
+            and contact.participant_id not in claimed_people
+            and contact.channel != "whatsapp"
+        )
         if claim:
             claimed_people.add(contact.participant_id)
         zones[contact.id] = zone
@@ -317,6 +335,8 @@ def enqueue_due(
                 ),
                 "body": body,
                 "segments": segments,
+                "content_sid": content_sid,
+                "content_variables": content_variables,
                 "ignore_quiet_hours": False,
                 "status": "sending" if claim else "pending",
                 "attempts": 1 if claim else 0,
@@ -336,6 +356,21 @@ def enqueue_due(
     if rows:
         _insert(session, config, rows, zones, done, now)
     return done
+
+
+def _context(
+    config: Config, renderer: Renderer, contact: DueContact, appointment: Appointment | None
+) -> dict[str, str]:
+    return message_context(
+        config,
+        language=contact.language,
+        first_name=contact.first_name,
+        coach_first_name=renderer.coach_names.get(contact.coach_id)
+        if contact.coach_id is not None
+        else None,
+        timezone=contact.timezone,
+        appointment=appointment,
+    )
 
 
 def _render(
@@ -359,16 +394,7 @@ def _render(
                 session,
                 contact.template_key,
                 contact.language,
-                message_context(
-                    config,
-                    language=contact.language,
-                    first_name=contact.first_name,
-                    coach_first_name=renderer.coach_names.get(contact.coach_id)
-                    if contact.coach_id is not None
-                    else None,
-                    timezone=contact.timezone,
-                    appointment=appointment,
-                ),
+                _context(config, renderer, contact, appointment),
             )
             if plain is not None:
                 plain_bodies[plain] = rendered

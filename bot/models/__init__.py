@@ -10,7 +10,7 @@ from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
-from .templates import Template, TemplateVersion
+from .templates import Template, TemplateVersion, WhatsAppTemplate
 from .users import User
 
 __all__ = [
@@ -32,5 +32,6 @@ __all__ = [
     "TemplateVersion",
     "UTCDateTime",
     "User",
+    "WhatsAppTemplate",
     "WorkerHeartbeat",
 ]

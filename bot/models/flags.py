@@ -20,7 +20,12 @@ REASONS = (
     "opted_out",
     "unknown_sender",
     "unanswered_text",
+    "whatsapp_template_missing",
+    "number_changed",
 )
+# Reasons about the program, not one person or number: participant and sender_address are both
+# NULL, and at most one is unresolved per reason.
+PROGRAM_REASONS = ("whatsapp_template_missing", "twilio_account")
 SEVERITIES = ("info", "normal", "high", "urgent")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 # The one table from a flag's reason to its severity (DESIGN.md, Precise rules, "Severities").
@@ -59,6 +64,9 @@ EXPECTATION_STATES = ("pending", "satisfied", "missed", "cancelled")
 
 _UNRESOLVED = text("state <> 'resolved'")
 _UNRESOLVED_UNKNOWN = text("state <> 'resolved' AND participant_id IS NULL")
+_UNRESOLVED_PROGRAM = text(
+    "state <> 'resolved' AND participant_id IS NULL AND sender_address IS NULL"
+)
 
 
 class Flag(Base):
@@ -68,7 +76,9 @@ class Flag(Base):
         CheckConstraint(in_list("severity", SEVERITIES), name="severity"),
         CheckConstraint(in_list("state", STATES), name="state"),
         CheckConstraint(
-            "participant_id IS NOT NULL OR sender_address IS NOT NULL", name="has_subject"
+            "participant_id IS NOT NULL OR sender_address IS NOT NULL OR "
+            + in_list("reason", PROGRAM_REASONS),
+            name="has_subject",
         ),
         # At most one unresolved flag per participant and reason, enforced by the database so
         # that two workers cannot open twins; an unknown sender's flags are keyed by number.
@@ -87,6 +97,14 @@ class Flag(Base):
             unique=True,
             sqlite_where=_UNRESOLVED_UNKNOWN,
             postgresql_where=_UNRESOLVED_UNKNOWN,
+        ),
+        # One unresolved program-level flag per reason (whatsapp_template_missing ...).
+        Index(
+            "uq_flags_open_program_reason",
+            "reason",
+            unique=True,
+            sqlite_where=_UNRESOLVED_PROGRAM,
+            postgresql_where=_UNRESOLVED_PROGRAM,
         ),
         Index("ix_flags_state_severity_opened_at", "state", "severity", "opened_at"),
         # The conversation page lists a participant's flags, resolved ones too.

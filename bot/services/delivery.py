@@ -22,7 +22,9 @@ from bot.models import EarlyStatusCallback, OutboundMessage, Participant
 from bot.services.consent import opt_out
 from bot.services.flags import raise_flag
 from bot.services.outbox import status as outbox_status
+from bot.services.outbox.claims import mark_needs_template
 from bot.services.settings import get_setting
+from bot.services.whatsapp_window import OUTSIDE_WINDOW_CODE
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ RANK = {
     "delivered": 4,
     "undelivered": 4,
     "failed": 4,
+    "needs_template": 4,
 }
 # The recipient has replied STOP to the carrier: texting them again is not allowed.
 UNSUBSCRIBED_CODE = 21610
@@ -112,6 +115,16 @@ def apply_status(
         log_event(log, "status.unknown_status", sid=provider_sid, status=twilio_status[:40])
         return StatusOutcome(known=True, moved=False, status=message.status)
     code = _parse_code(error_code)
+    if (
+        code == OUTSIDE_WINDOW_CODE
+        and message.channel == "whatsapp"
+        and new_status in ("failed", "undelivered")
+    ):
+        # WhatsApp refused free text outside the window: the same as finding no template at
+        # the claim (one program-level flag), never retried as free text.
+        moved = bool(mark_needs_template(session, [message.id], now, code=code))
+        session.refresh(message)
+        return StatusOutcome(known=True, moved=moved, status=message.status)
     behind = [status for status, rank in RANK.items() if rank < RANK[new_status]]
     moved = outbox_status.advance(
         session,

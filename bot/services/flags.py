@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.db import is_postgresql
 from bot.log import mask_phone
 from bot.models import Flag, FlagEvent, Participant, User
-from bot.models.flags import SEVERITY_RANK, severity_for
+from bot.models.flags import PROGRAM_REASONS, SEVERITY_RANK, severity_for
 from bot.services.outbox import status as outbox_status
 
 # Ordering used everywhere flags are listed: urgent first, then high, normal, info; oldest first.
@@ -59,17 +59,28 @@ _UNRESOLVED_OF_SENDER = select(Flag).where(
     Flag.reason == bindparam("reason"),
     Flag.state != "resolved",
 )
+_UNRESOLVED_OF_PROGRAM = select(Flag).where(
+    Flag.participant_id.is_(None),
+    Flag.sender_address.is_(None),
+    Flag.reason == bindparam("reason"),
+    Flag.state != "resolved",
+)
+# The unique partial index each kind of subject's INSERT ... ON CONFLICT names.
+_SUBJECTS = {
+    "participant": (["participant_id", "reason"], "state <> 'resolved'"),
+    "sender": (["sender_address", "reason"], "state <> 'resolved' AND participant_id IS NULL"),
+    "program": (
+        ["reason"],
+        "state <> 'resolved' AND participant_id IS NULL AND sender_address IS NULL",
+    ),
+}
 
 
-def _insert_flag(insert: Any, *, by_participant: bool) -> Any:
+def _insert_flag(insert: Any, *, subject: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on the partial unique index (one unresolved flag per
-    participant, or unknown number, and reason): losing a race to another process neither
-    raises nor spoils the caller's transaction; the winner's flag is read instead."""
-    where = (
-        "state <> 'resolved'"
-        if by_participant
-        else "state <> 'resolved' AND participant_id IS NULL"
-    )
+    participant, unknown number or program-level reason): losing a race to another process
+    neither raises nor spoils the caller's transaction; the winner's flag is read instead."""
+    elements, where = _SUBJECTS[subject]
     return (
         insert(Flag)
         .values(
@@ -82,18 +93,15 @@ def _insert_flag(insert: Any, *, by_participant: bool) -> Any:
             opened_at=bindparam("now"),
             updated_at=bindparam("now"),
         )
-        .on_conflict_do_nothing(
-            index_elements=["participant_id" if by_participant else "sender_address", "reason"],
-            index_where=text(where),
-        )
+        .on_conflict_do_nothing(index_elements=elements, index_where=text(where))
         .returning(Flag)
     )
 
 
 _INSERT_FLAG = {
-    (dialect, by_participant): _insert_flag(insert, by_participant=by_participant)
+    (dialect, subject): _insert_flag(insert, subject=subject)
     for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-    for by_participant in (True, False)
+    for subject in _SUBJECTS
 }
 
 
@@ -104,6 +112,8 @@ def _find_unresolved(
         found = session.scalars(
             _UNRESOLVED_OF_PARTICIPANT, {"participant_id": participant_id, "reason": reason}
         )
+    elif sender_address is None:
+        found = session.scalars(_UNRESOLVED_OF_PROGRAM, {"reason": reason})
     else:
         found = session.scalars(
             _UNRESOLVED_OF_SENDER, {"sender_address": sender_address, "reason": reason}
@@ -132,18 +142,33 @@ def raise_flag(
     The severity is the reason's, from the one table (bot.models.flags.severity_for), unless
     the caller passes one (an escalated level, or a seeded demo).
 
+    A program-level reason (PROGRAM_REASONS: whatsapp_template_missing ...) has neither a
+    participant nor a sender address: one is unresolved at a time for the whole program.
+
     The partial unique index makes this safe with two workers at once: the loser's INSERT does
     nothing (ON CONFLICT DO NOTHING) and it updates the winner's flag instead.
     """
-    if participant_id is None and sender_address is None:
+    program = participant_id is None and sender_address is None
+    if program and reason not in PROGRAM_REASONS:
         raise ValueError("a flag needs a participant or a sender address")
+    if reason in PROGRAM_REASONS and not program:
+        raise ValueError(f"{reason!r} is a program-level flag: no participant or sender")
     if severity is None:
         severity = severity_for(reason)
     existing = _find_unresolved(session, reason, participant_id, sender_address)
     if existing is None:
         dialect = "postgresql" if is_postgresql(session) else "sqlite"
         flag = session.scalars(
-            _INSERT_FLAG[(dialect, participant_id is not None)],
+            _INSERT_FLAG[
+                (
+                    dialect,
+                    "participant"
+                    if participant_id is not None
+                    else "program"
+                    if program
+                    else "sender",
+                )
+            ],
             {
                 "participant_id": participant_id,
                 "sender_address": sender_address if participant_id is None else None,

@@ -20,7 +20,9 @@ rules, in the order they are applied (the first that matches decides):
 | 6 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
 | 7 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
 | 8 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
-| 9 | otherwise                                                     | send                            |
+| 9 | WhatsApp outside the person's 24-hour window (`whatsapp`), with an approved template mapped | send as that template (`SEND_TEMPLATE`) |
+| 10 | WhatsApp outside the window, no template mapped              | `needs_template` (never sent as free text; bot/services/whatsapp_window.py) |
+| 11 | otherwise                                                     | send                            |
 
 Holds (`hold_for`): automation steps back while a person has asked for a break or is in crisis,
 but appointment reminders still go (a missed court date costs more than a text). A PAUSE holds
@@ -56,13 +58,16 @@ CRISIS_RECHECK = timedelta(minutes=5)
 
 
 class Verdict(NamedTuple):
-    # "send", "cancelled", "skipped" or "deferred"
+    # "send", "cancelled", "skipped", "deferred" or "needs_template"
     action: str
     reason: str = ""
     send_after: datetime | None = None  # deferred: the end of the recipient's quiet hours
 
 
 SEND = Verdict("send")
+# Outside WhatsApp's 24-hour window: as the approved template mapped for the message.
+SEND_TEMPLATE = Verdict("send", "whatsapp_template")
+NEEDS_TEMPLATE = Verdict("needs_template", "whatsapp_template_missing")
 _WINDOW_CLOSED = Verdict("skipped", "window_closed")
 # What callers pass as `withdrawn`.
 SUPERSEDED = Verdict("cancelled", "superseded")
@@ -73,6 +78,14 @@ _STATUS = {
     status: Verdict("cancelled", f"participant_{status}")
     for status in ("opted_out", "paused", "closed")
 }
+
+
+class WhatsApp(NamedTuple):
+    """A WhatsApp message's standing against the 24-hour window, read by the caller in bulk
+    (bot.services.whatsapp_window.last_inbound)."""
+
+    in_window: bool
+    has_template: bool
 
 
 class Hold(NamedTuple):
@@ -158,6 +171,7 @@ def decide(
     withdrawn: Verdict | None = None,
     hold: Hold | None = None,
     user_active: bool = True,
+    whatsapp: WhatsApp | None = None,
 ) -> Verdict:
     """Whether a message may go at `now` (see the module's table of rules)."""
     if (status is not None and status != "active") and (
@@ -179,4 +193,6 @@ def decide(
         if not_after is not None and morning >= not_after:
             return _WINDOW_CLOSED
         return Verdict("deferred", "quiet_hours", morning)
+    if whatsapp is not None and not whatsapp.in_window:
+        return SEND_TEMPLATE if whatsapp.has_template else NEEDS_TEMPLATE
     return SEND
