@@ -46,7 +46,7 @@ from bot.db import is_postgresql
 from bot.log import log_event
 from bot.models import Appointment, Participant, PlannedContact, User
 from bot.services import contacts as planned_contacts
-from bot.services import sendability, whatsapp_window
+from bot.services import numbers, sendability, whatsapp_window
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
 from bot.services.templates import message_context
@@ -162,6 +162,7 @@ class DueContact(NamedTuple):
     phone: str
     checkins_paused_until: datetime | None
     crisis_open: bool
+    number_changed: bool
 
 
 def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact]:
@@ -184,6 +185,7 @@ def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact
             p.phone,
             p.checkins_paused_until,
             sendability.crisis_open(c.participant_id).label("crisis_open"),
+            numbers.number_changed_open(c.participant_id).label("number_changed"),
         )
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
@@ -294,6 +296,7 @@ def enqueue_due(
                 now=now,
                 paused_until=contact.checkins_paused_until,
                 crisis_open=contact.crisis_open,
+                number_changed=contact.number_changed,
             ),
         )
         if verdict is not sendability.SEND:

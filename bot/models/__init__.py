@@ -7,7 +7,7 @@ from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
 from .heartbeat import WorkerHeartbeat
 from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
-from .participants import ConsentEvent, Participant
+from .participants import ConsentEvent, Participant, PhoneChange
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
 from .templates import Template, TemplateVersion, WhatsAppTemplate
@@ -25,6 +25,7 @@ __all__ = [
     "InboundMessage",
     "OutboundMessage",
     "Participant",
+    "PhoneChange",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",

@@ -92,3 +92,23 @@ class ConsentEvent(Base):
     method: Mapped[str] = mapped_column(String(40))
     wording: Mapped[str | None] = mapped_column(Text)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class PhoneChange(Base):
+    """A participant's number confirmed or changed by a coordinator (after a `number_changed`
+    flag, or any edit through bot/services/numbers.py): the old number stays here."""
+
+    __tablename__ = "phone_changes"
+    __table_args__ = (
+        CheckConstraint(in_list("kind", ("confirmed", "changed")), name="kind"),
+        Index("ix_phone_changes_participant_id_at", "participant_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    old_phone: Mapped[str] = mapped_column(String(20))
+    new_phone: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime]
+    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)

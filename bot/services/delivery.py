@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
 from bot.models import EarlyStatusCallback, OutboundMessage, Participant
+from bot.services import numbers
 from bot.services.consent import opt_out
 from bot.services.flags import raise_flag
 from bot.services.outbox import status as outbox_status
@@ -152,6 +153,8 @@ def apply_status(
     # Acting once per message: a repeated callback does not count a second failure.
     if code is not None and code_is_new and message.participant_id is not None:
         act_on_error_code(session, message, code, now=now)
+    if moved and message.status == "delivered":
+        numbers.on_delivered(session, message, now)
     return StatusOutcome(known=True, moved=moved, status=message.status)
 
 
@@ -241,3 +244,5 @@ def act_on_error_code(
             participant_id=participant.id,
             detail={"error_code": code, "outbound_message_id": message.id},
         )
+    # Two failures in a row after earlier deliveries: the number may have changed hands.
+    numbers.after_delivery_failure(session, message, code, now)

@@ -16,7 +16,7 @@ rules, in the order they are applied (the first that matches decides):
 | 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
 | 3 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
 | 4 | the caller already settled the message itself (`withdrawn`: its planned contact was cancelled by a re-plan, its appointment cancelled, a later reminder due) | that verdict |
-| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
+| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag), or any automated text is (an open `number_changed` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
 | 6 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
 | 7 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
 | 8 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
@@ -53,6 +53,9 @@ from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
 SENT_WHILE_PAUSED = ("crisis_reply",)
 # Automated outreach that a hold (a PAUSE, an open crisis flag) holds back; reminders still go.
 HOLDABLE = ("welcome", "checkin")
+# What an open number_changed flag holds: every automated text, reminders too (a court date
+# must not go to a stranger); staff replies and crisis replies still go.
+HELD_FOR_NUMBER = ("welcome", "checkin", "reminder")
 # How long an open crisis flag holds a welcome or check-in before it is looked at again.
 CRISIS_RECHECK = timedelta(minutes=5)
 
@@ -90,13 +93,20 @@ class WhatsApp(NamedTuple):
 
 class Hold(NamedTuple):
     until: datetime
-    reason: str  # "crisis_open" or "checkins_paused"
+    reason: str  # "number_changed", "crisis_open" or "checkins_paused"
 
 
 def hold_for(
-    purpose: str, *, now: datetime, paused_until: datetime | None, crisis_open: bool
+    purpose: str,
+    *,
+    now: datetime,
+    paused_until: datetime | None,
+    crisis_open: bool,
+    number_changed: bool = False,
 ) -> Hold | None:
     """The hold on a message of this purpose (or planned contact of this kind), if any."""
+    if number_changed and purpose in HELD_FOR_NUMBER:
+        return Hold(now + CRISIS_RECHECK, "number_changed")
     if purpose not in HOLDABLE:
         return None
     if crisis_open:

@@ -20,6 +20,7 @@ from . import (
     health,
     input_guard,
     message_templates,
+    numbers,
     participants,
     program_settings,
     queue,
@@ -64,6 +65,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(queue.bp)
     app.register_blueprint(participants.bp)
     app.register_blueprint(flags.bp)
+    app.register_blueprint(numbers.bp)
     app.register_blueprint(admin.bp)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)

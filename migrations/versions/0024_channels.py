@@ -7,6 +7,8 @@
 - flags: the reasons `whatsapp_template_missing` (program-level: no participant, no sender)
   and `number_changed`; `has_subject` allows program-level reasons (also `twilio_account`);
   at most one unresolved program-level flag per reason;
+- phone_changes: a participant's number confirmed or changed by a coordinator (the old number
+  kept);
 
 Revision ID: 0024_channels
 Revises: 0016_worker_heartbeat
@@ -98,6 +100,32 @@ def upgrade() -> None:
         batch_op.create_check_constraint(
             "has_subject", f"{OLD_SUBJECT} OR {_in_list('reason', PROGRAM_REASONS)}"
         )
+    op.create_table(
+        "phone_changes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("participant_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("old_phone", sa.String(length=20), nullable=False),
+        sa.Column("new_phone", sa.String(length=20), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("by_user_id", sa.Integer(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.CheckConstraint("kind IN ('confirmed', 'changed')", name=op.f("ck_phone_changes_kind")),
+        sa.ForeignKeyConstraint(
+            ["participant_id"],
+            ["participants.id"],
+            name=op.f("fk_phone_changes_participant_id_participants"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["by_user_id"],
+            ["users.id"],
+            name=op.f("fk_phone_changes_by_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_phone_changes")),
+    )
+    op.create_index("ix_phone_changes_participant_id_at", "phone_changes", ["participant_id", "at"])
     op.create_index(
         "uq_flags_open_program_reason",
         "flags",
@@ -109,6 +137,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_phone_changes_participant_id_at", table_name="phone_changes")
+    op.drop_table("phone_changes")
     op.drop_index("uq_flags_open_program_reason", table_name="flags")
     op.execute(
         "DELETE FROM flags WHERE reason IN ('whatsapp_template_missing', 'number_changed')"

@@ -41,7 +41,7 @@ from bot.config import Config
 from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
-from bot.services import contacts, sendability, whatsapp_window
+from bot.services import contacts, numbers, sendability, whatsapp_window
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
 
@@ -154,6 +154,7 @@ def claim_batch(
         )
     }
     in_crisis = sendability.in_crisis(session, participant_ids)
+    number_changed = numbers.with_number_changed(session, participant_ids)
     last_inbound = whatsapp_window.last_inbound(
         session,
         {
@@ -207,6 +208,7 @@ def claim_batch(
                 now=now,
                 paused_until=paused_until,
                 crisis_open=row.participant_id in in_crisis,
+                number_changed=row.participant_id in number_changed,
             )
         verdict = sendability.decide(
             now,

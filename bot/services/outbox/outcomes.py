@@ -29,7 +29,7 @@ from bot.bulk import array_param
 from bot.db import is_postgresql, session_scope
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage
-from bot.services import contacts
+from bot.services import contacts, numbers
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
 from bot.services.expectations import create_reply_expectations
 from bot.services.flags import raise_flag
@@ -203,6 +203,8 @@ def record_error(
             participant_id=message.participant_id,
             detail={"message_id": message.id, "error_code": error.code},
         )
+        if error.code is not None:
+            numbers.after_delivery_failure(session, message, error.code, now)
 
 
 def _reply_expectations_unless_failing(

@@ -76,6 +76,21 @@ def cancel_pending_for_participant(session: Session, participant_id: int, now: d
     )
 
 
+def readdress_pending(session: Session, participant_id: int, address: str) -> int:
+    """A participant's number changed: their rows not yet claimed go to the new address."""
+    return _count(
+        session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.participant_id == participant_id,
+                OutboundMessage.status == "pending",
+            )
+            .values(to_address=address)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def cancel_pending_pages(session: Session, flag_id: int) -> int:
     """Pages for this flag that have not gone out yet (a high page held for the morning) are
     withdrawn. Returns how many."""
