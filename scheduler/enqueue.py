@@ -49,6 +49,7 @@ from bot.services import contacts as planned_contacts
 from bot.services import numbers, sendability, whatsapp_window
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
+from bot.services.settings import get_setting
 from bot.services.templates import message_context
 from bot.transport.base import SendRequest
 from messages.segments import count_segments
@@ -255,6 +256,9 @@ def enqueue_due(
     renderer.load_coaches(session, {c.coach_id for c in contacts if c.coach_id is not None})
     quiet = sendability.quiet_hours(session)
     appointments, latest_due = _appointments(session, contacts, now)
+    include_location = bool(
+        appointments and get_setting(session, "locations")["include_in_reminders"]
+    )
     decided: dict[tuple[str, str], list[int]] = {}  # (state, reason) -> contact ids
     deferred: list[dict[str, Any]] = []
     # (template, language, first name, coach) -> (body, segments), for contacts without an
@@ -306,7 +310,9 @@ def enqueue_due(
             else:
                 decided.setdefault((verdict.action, verdict.reason), []).append(contact.id)
             continue
-        rendered = _render(session, config, renderer, plain_bodies, contact, appointment)
+        rendered = _render(
+            session, config, renderer, plain_bodies, contact, appointment, include_location
+        )
         if rendered is None:  # a broken template must not stop every other contact
             decided.setdefault(("skipped", "render_failed"), []).append(contact.id)
             counts.skipped += 1
@@ -317,7 +323,7 @@ def enqueue_due(
         if contact.channel == "whatsapp" and mapping is not None:
             content_sid = mapping.content_sid
             content_variables = whatsapp_window.variables_for(
-                mapping, _context(config, renderer, contact, appointment)
+                mapping, _context(config, renderer, contact, appointment, include_location)
             )
         # WhatsApp: the claim decides free text or template, by the person's window.
         claim = (
@@ -362,7 +368,11 @@ def enqueue_due(
 
 
 def _context(
-    config: Config, renderer: Renderer, contact: DueContact, appointment: Appointment | None
+    config: Config,
+    renderer: Renderer,
+    contact: DueContact,
+    appointment: Appointment | None,
+    include_location: bool = True,
 ) -> dict[str, str]:
     return message_context(
         config,
@@ -373,6 +383,7 @@ def _context(
         else None,
         timezone=contact.timezone,
         appointment=appointment,
+        include_location=include_location,
     )
 
 
@@ -383,6 +394,7 @@ def _render(
     plain_bodies: dict[tuple[str, str, str, int | None], tuple[str, int]],
     contact: DueContact,
     appointment: Appointment | None,
+    include_location: bool = True,
 ) -> tuple[str, int] | None:
     """(body, segments) of a contact's text; None (logged) when its template fails."""
     plain = (
@@ -397,7 +409,7 @@ def _render(
                 session,
                 contact.template_key,
                 contact.language,
-                _context(config, renderer, contact, appointment),
+                _context(config, renderer, contact, appointment, include_location),
             )
             if plain is not None:
                 plain_bodies[plain] = rendered
