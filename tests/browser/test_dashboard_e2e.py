@@ -182,7 +182,7 @@ def test_coach_answers_a_crisis_text_end_to_end(
     page.get_by_label("What happened?").select_option("reached")
     page.get_by_label("Note (for the team; never texted)").fill("Talked on the phone; safe.")
     page.get_by_role("button", name="Resolve").click()
-    assert page.get_by_text("Resolved. Thank you.").is_visible()
+    assert page.get_by_text("Resolved. Their check-ins resume with the next pass.").is_visible()
     with live_server.sessions() as session:
         done = session.get(Flag, flag.id)
         assert done is not None and (done.state, done.outcome) == ("resolved", "reached")
