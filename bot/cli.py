@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -339,6 +340,112 @@ def demo(host: str, port: int, database_url: str | None) -> None:
     from bot.demo import run_demo
 
     sys.exit(run_demo(host=host, port=port, database_url=database_url))
+
+
+@main.command("reset-password")
+@click.argument("email")
+def reset_password_command(email: str) -> None:
+    """Print a one-time link (valid 1 h) with which that user sets a new password."""
+    from bot.services.passwords import PasswordError, issue_reset, reset_url
+    from bot.services.users import find_user_by_email
+
+    config = _config()
+    now = _now()
+    try:
+        with _session(config) as session:
+            user = find_user_by_email(session, email)
+            if user is None:
+                _fail(f"no user with email {email.strip().lower()!r}")
+            issued = issue_reset(
+                session, user, now=now, issued_by=None, actor=f"cli:{getpass.getuser()}"
+            )
+            token, expires_at, who = issued.token, issued.expires_at, user.email
+    except PasswordError as exc:
+        _fail(str(exc))
+    local = expires_at.astimezone(config.zone).strftime("%Y-%m-%d %H:%M %Z")
+    click.echo(f"Reset link for {who} (works once, until {local}):")
+    click.echo(reset_url(config.public_base_url, token))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup(file: Path) -> None:
+    """Dump the whole database to FILE (JSON lines; restore with `checkin restore FILE`)."""
+    from bot.services.backup import BackupError, dump
+
+    config = _config()
+    engine = make_engine(config.database_url)
+    partial = file.with_name(file.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            summary = dump(engine, out, now=_now())
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(file)
+    except BackupError as exc:
+        partial.unlink(missing_ok=True)
+        _fail(str(exc))
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        _fail(f"{file}: {exc.strerror}")
+    except OperationalError as exc:
+        partial.unlink(missing_ok=True)
+        _fail(f"database: {exc.orig or exc} (DATABASE_URL={_safe_url(config)})")
+    finally:
+        engine.dispose()
+    click.echo(
+        f"{file}: {summary.rows} rows from {summary.tables} tables "
+        f"(schema {summary.revision}) of {_safe_url(config)}"
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace everything in a database that already holds users or participants.",
+)
+def restore(file: Path, force: bool) -> None:
+    """Load FILE (made by `checkin backup`) into the database: all of it or nothing."""
+    from bot.services.backup import BackupError
+    from bot.services.backup import restore as run_restore
+
+    config = _config()
+    engine = make_engine(config.database_url)
+    try:
+        with file.open(encoding="utf-8") as source:
+            summary = run_restore(engine, config.database_url, source, force=force)
+    except BackupError as exc:
+        _fail(f"{file}: {exc}; nothing was changed")
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
+    except OperationalError as exc:
+        _fail(f"database: {exc.orig or exc} (DATABASE_URL={_safe_url(config)})")
+    finally:
+        engine.dispose()
+    click.echo(
+        f"Restored {summary.rows} rows into {summary.tables} tables of {_safe_url(config)}. "
+        "Everyone signs in again."
+    )
+
+
+@main.command()
+def doctor() -> None:
+    """Check configuration, database, migrations, the worker and, with credentials, Twilio."""
+    from bot.services.doctor import run_checks
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        click.echo(f"FAIL configuration: {exc}")
+        sys.exit(1)
+    checks = run_checks(config, now=_now())
+    for check in checks:
+        click.echo(check.line())
+    failed = sum(1 for c in checks if c.status == "fail")
+    click.echo(f"{failed} problem(s)" if failed else "All checks passed.")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,36 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a session waits before giving up (issue 17.3): to connect (and to get a pooled
+    connection), for one statement, and for one lock. None: no limit (migrations).
+
+    On PostgreSQL the statement and lock limits are the server's `statement_timeout` and
+    `lock_timeout`, set for every connection; a server that stops answering altogether is
+    noticed by `tcp_user_timeout`. SQLite has only its busy timeout (one writer at a time: a
+    wait for the write lock), `sqlite_busy`."""
+
+    connect: float
+    statement: float | None
+    lock: float | None
+    sqlite_busy: float = 30
+
+
+# The web app: a webhook must answer within Twilio's 15 s, spooling the text when the database
+# does not answer (bot.services.spool), so every wait is a few seconds.
+WEB_TIMEOUTS = Timeouts(connect=3, statement=5, lock=3, sqlite_busy=8)
+# The worker and the command line: generous, but nothing waits forever on a held lock or a
+# dead server.
+DEFAULT_TIMEOUTS = Timeouts(connect=10, statement=300, lock=30)
+
+
+def make_engine(
+    database_url: str, *, timeouts: Timeouts | None = DEFAULT_TIMEOUTS, **kwargs: Any
+) -> Engine:
     """Create an engine; SQLite gets foreign keys, WAL and a busy timeout so that the web app
-    and the worker can share one file."""
+    and the worker can share one file. `timeouts` bound every session's waits (None: no limit
+    but SQLite's usual 30 s busy timeout; the migrations)."""
     url = make_url(database_url)
     # A failed statement's error text would otherwise quote its parameters: message bodies and
     # phone numbers, which must never reach a log.
@@ -28,13 +56,25 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         database = url.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy = 30.0 if timeouts is None else timeouts.sqlite_busy
+        engine = create_engine(url, connect_args={"timeout": busy}, **kwargs)
+
+        def pragmas(dbapi_connection: Any, record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection, record, busy_millis=int(busy * 1000))
+
+        event.listen(engine, "connect", pragmas)
         # pysqlite's own transaction handling defers BEGIN; we take control so that a
         # transaction that will write starts as a write transaction (see _sqlite_begin).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if timeouts is not None:
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        for key, value in _pg_timeout_args(timeouts).items():
+            connect_args.setdefault(key, value)
+        kwargs["connect_args"] = connect_args
+        if "poolclass" not in kwargs:  # a NullPool has no waits (and takes no timeout)
+            kwargs.setdefault("pool_timeout", timeouts.connect)
     if url.get_driver_name() == "psycopg":
         # psycopg prepares a statement on the server after 5 runs, and PostgreSQL then may
         # switch it to a generic plan, costed with statistics that can be minutes old: after
@@ -83,12 +123,30 @@ def make_probe_engine(database_url: str, timeout_seconds: float) -> Engine:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _pg_timeout_args(timeouts: Timeouts) -> dict[str, Any]:
+    """libpq connection parameters for `timeouts` (libpq counts the connect timeout in whole
+    seconds, at least 2)."""
+    options = []
+    if timeouts.statement is not None:
+        options.append(f"-c statement_timeout={int(timeouts.statement * 1000)}")
+    if timeouts.lock is not None:
+        options.append(f"-c lock_timeout={int(timeouts.lock * 1000)}")
+    args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(timeouts.connect))}
+    if options:
+        args["options"] = " ".join(options)
+    if timeouts.statement is not None:
+        # A server that stops answering (a host gone, packets dropped) never sends the
+        # statement timeout's error: the kernel gives up on the connection after this long.
+        args["tcp_user_timeout"] = int((timeouts.statement + timeouts.connect) * 1000)
+    return args
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_millis: int = 30000) -> None:
     dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event emit BEGIN
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_millis}")
     cursor.close()
 
 

@@ -39,8 +39,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from messages import normalize
+from messages.crisis_model import KINDS, Kind, load_model
+from messages.keywords import Intent, classify_keyword
 
-__all__ = ["CATEGORIES", "CrisisResult", "detect_crisis"]
+__all__ = [
+    "CATEGORIES",
+    "KEYWORD_REPLY_MAX_WORDS",
+    "KINDS",
+    "KIND_CONFIDENCE",
+    "LEARNED_RULE",
+    "CrisisResult",
+    "Kind",
+    "detect_crisis",
+    "learned_layer_consulted",
+]
 
 SUICIDE = "suicide"
 SELF_HARM = "self_harm"
@@ -51,11 +63,13 @@ CATEGORIES: frozenset[str] = frozenset({SUICIDE, SELF_HARM, OVERDOSE, DANGER})
 
 @dataclass(frozen=True)
 class CrisisResult:
-    """Whether a body is a crisis, which kinds, and which rules said so (never the body)."""
+    """Whether a body is a crisis, which kinds, which rules said so (never the body), and which
+    reply fits (``kind``, None when not a crisis)."""
 
     is_crisis: bool
     categories: frozenset[str]
     matched: tuple[str, ...]
+    kind: Kind | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,8 @@ _BENIGN = tuple(
         r" cut " + _MYSELF + r" (?:shaving|cooking|at work|on (?:a|the|some|my))",
         r" (?:cortarme|me corte|me corto|cortar) (?:el|la|las|los) (?:pelo|cabello|barba|unas"
         r"|uas|cebolla|pasto|carne|dedo)",
+        r" (?:shot|shoot|shoots) (?:me|you|him|her|them|us) (?:a|an) (?:text|txt|message|msg|dm"
+        r"|email|line|pic|picture|photo|look|smile) ",
     )
 )
 
@@ -475,19 +491,90 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 _NO_CRISIS = CrisisResult(is_crisis=False, categories=frozenset(), matched=())
+# The name `matched` carries when the learned layer fired (rules are named by their own names).
+LEARNED_RULE = "learned_model"
+# The category a crisis found by the learned layer alone is filed under, by reply kind.
+_KIND_CATEGORY: dict[Kind, str] = {
+    "self": SUICIDE,
+    "overdose": OVERDOSE,
+    "other_in_danger": DANGER,
+    "violence": DANGER,
+}
+# Below this, the learned layer is unsure which reply fits: the rules decide, else "self".
+KIND_CONFIDENCE = 0.5
 
 
-def detect_crisis(body: str) -> CrisisResult:
-    """Classify one inbound body. Never raises; matched names rules, never the text."""
+# A recognised keyword reply (STOP, START, HELP, YES, NO) of at most this many words, with no
+# rule's words in it, is left to the keyword path: "I can't make it", "please stop".
+KEYWORD_REPLY_MAX_WORDS = 12
+
+
+@dataclass(frozen=True)
+class _Reading:
+    normalized: str
+    idioms: bool
+    matched: list[str]
+    categories: set[str]
+
+
+def _read(body: str) -> _Reading:
+    """Normalise a body and run the rules on it."""
     light, squashed = _prepare(body)
+    normalized = squashed.strip()
+    idioms = 0
     for benign in _BENIGN:
-        squashed = benign.sub(" | ", squashed)
+        squashed, found = benign.subn(" | ", squashed)
+        idioms += found
     matched: list[str] = []
     categories: set[str] = set()
     for rule in _RULES:
         if rule.pattern.search(squashed if rule.squashed else light):
             matched.append(rule.name)
             categories |= rule.categories
+    return _Reading(normalized, bool(idioms), matched, categories)
+
+
+def _consults_learned(body: str, reading: _Reading) -> bool:
+    if reading.matched:
+        return True  # for the kind of reply
+    if reading.idioms:
+        return False  # "i cut myself shaving": a benign idiom the rules know, and nothing else
+    words = reading.normalized.count(" ") + 1
+    return words > KEYWORD_REPLY_MAX_WORDS or classify_keyword(body).intent is Intent.NONE
+
+
+def learned_layer_consulted(body: str) -> bool:
+    """Whether :func:`detect_crisis` asks the learned layer about this body (the trainer uses it
+    to measure the detector exactly as shipped)."""
+    return _consults_learned(body, _read(body))
+
+
+def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
+    """Classify one inbound body. Never raises; matched names rules, never the text.
+
+    A body is a crisis when either layer says so: the rules below, or (unless `learned` is
+    False, for measuring the rules alone) the learned layer of :mod:`messages.crisis_model`.
+    When no rule fires, the learned layer is not asked about a text holding one of the benign
+    idioms the rules know (``_BENIGN``: "i cut myself shaving"), nor about a recognised keyword
+    reply of at most KEYWORD_REPLY_MAX_WORDS words ("I can't make it", "please stop"): those go
+    their usual way, as before the learned layer.
+    """
+    reading = _read(body)
+    matched, categories = reading.matched, reading.categories
+    consult = learned and _consults_learned(body, reading)
+    prediction = load_model().predict_normalized(reading.normalized) if consult else None
+    if prediction is not None and prediction.is_crisis:
+        matched.append(LEARNED_RULE)
+        if not categories:
+            categories.add(_KIND_CATEGORY[prediction.kind])
     if not matched:
         return _NO_CRISIS
-    return CrisisResult(is_crisis=True, categories=frozenset(categories), matched=tuple(matched))
+    if prediction is not None and prediction.kind_probability >= KIND_CONFIDENCE:
+        kind = prediction.kind
+    elif OVERDOSE in categories:
+        kind = "overdose"
+    else:
+        kind = "self"
+    return CrisisResult(
+        is_crisis=True, categories=frozenset(categories), matched=tuple(matched), kind=kind
+    )

@@ -29,10 +29,12 @@ from messages.render import (
 __all__ = [
     "APPOINTMENT_KINDS",
     "CHECKIN_VARIANTS",
+    "CRISIS_KEYS",
     "LANGUAGES",
     "REMINDER_OFFSETS",
     "allowed_placeholders_for",
     "checkin_variant_key",
+    "crisis_key",
     "default_templates",
     "describe_key",
     "next_appointment_key",
@@ -44,6 +46,12 @@ LANGUAGES = ("en", "es")
 APPOINTMENT_KINDS = ("court", "supervision", "treatment", "benefits", "medical", "housing", "other")
 REMINDER_OFFSETS = ("3d", "1d", "2h")
 CHECKIN_VARIANTS = 4
+# The crisis reply by kind of crisis; any other kind ("self") gets the general "crisis" reply.
+CRISIS_KEYS: Mapping[str, str] = {
+    "overdose": "crisis.overdose",
+    "other_in_danger": "crisis.other_in_danger",
+    "violence": "crisis.violence",
+}
 
 _KIND_PHRASES: Mapping[str, str] = {
     "court": "a court appointment",
@@ -69,6 +77,16 @@ _FIXED_DESCRIPTIONS: Mapping[str, str] = {
     "crisis": (
         "Immediate reply when a message contains crisis words, sent even in quiet hours; "
         "must name 988 and 911"
+    ),
+    "crisis.overdose": (
+        "Crisis reply when the message is about an overdose: names 911 first, then naloxone and 988"
+    ),
+    "crisis.other_in_danger": (
+        "Crisis reply when the message is about someone else in danger: 988 helps people "
+        "worried about someone else too; 911 for danger now"
+    ),
+    "crisis.violence": (
+        "Crisis reply when the message is about hurting someone or being threatened: 911 and 988"
     ),
     "unknown_sender": "Reply to a number that is not enrolled: polite, no program details",
     "confirm_ack": "Reply when someone confirms an appointment (YES, C or SÍ)",
@@ -98,6 +116,7 @@ def template_keys() -> list[str]:
         "opt_out_confirm",
         "opt_in_confirm",
         "crisis",
+        *CRISIS_KEYS.values(),
         "unknown_sender",
         "confirm_ack",
         "decline_ack",
@@ -106,6 +125,12 @@ def template_keys() -> list[str]:
     keys += [next_appointment_key(kind) for kind in APPOINTMENT_KINDS]
     keys += ["no_appointment", "pause_confirm", "resume_confirm", "coach_page"]
     return keys
+
+
+def crisis_key(kind: str | None) -> str:
+    """The crisis reply for a kind of crisis (messages.crisis.CrisisResult.kind): ``crisis``, the
+    general reply, for ``self`` or an unknown kind."""
+    return CRISIS_KEYS.get(kind or "self", "crisis")
 
 
 def checkin_variant_key(occurrence: int) -> str:

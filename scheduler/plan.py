@@ -15,8 +15,12 @@ still `planned` become `cancelled` and are never sent. Work is found through par
 "planned_version differs from version", so a tick with nothing changed costs a few empty index
 scans whatever the population.
 
-Re-planning covers only the future: slots before the re-plan are not planned again, and a slot
-that was already sent (queued or sent) under an older version is never planned twice.
+Re-planning starts at the moment of the change (DESIGN.md, Precise rules, Re-planning), which the
+change stored in `participant.replan_from` (bot/services/replan.py), not at the tick's `now`: a
+slot between the change and the tick whose window is still open is planned (and sent by this
+tick), one whose window closed is recorded `skipped`. Slots before the change, and check-ins
+before the enrolment, are not planned; a slot that was already sent (queued or sent) under an
+older version is never planned twice. Without a stored moment a re-plan starts at `now`.
 """
 
 from __future__ import annotations
@@ -217,12 +221,17 @@ def reminder_slots(
     now: datetime,
     *,
     already_sent: bool,
+    since: datetime | None = None,
 ) -> list[Slot]:
     """Reminders for one appointment (Precise rules, Reminders and Windows).
 
-    `already_sent`: a reminder for this appointment time already went out, so passed slots are
-    simply passed; otherwise (an appointment imported late) the latest passed one goes at once.
+    Slots from `since` (the moment of a re-planning change; default `now`) are planned, even
+    those already passed at `now` (their window runs until shortly before the appointment).
+    `already_sent`: a reminder for this appointment time already went out, so slots before
+    `since` are simply passed; otherwise (an appointment imported late) the latest passed one
+    goes at once.
     """
+    since = now if since is None else since
     zone = ZoneInfo(participant.timezone)
     deadline = appointment.starts_at - rules.stop_before
     if deadline <= now or appointment.status not in REMINDED_STATUSES:
@@ -249,8 +258,8 @@ def reminder_slots(
         if moved and any(slot - rules.drop_within <= other < slot for other, _, _ in kept):
             continue  # another reminder went out in the 12 hours before: one is enough
         kept.append((slot, offset, moved))
-    passed = [c for c in kept if c[0] < now]
-    upcoming = [c for c in kept if c[0] >= now]
+    passed = [c for c in kept if c[0] < since]
+    upcoming = [c for c in kept if c[0] >= since]
     if passed and not already_sent:
         # Imported late: only the latest passed reminder, at once (outside quiet hours).
         _, offset, _ = passed[-1]
@@ -322,9 +331,14 @@ def _reconcile(
     desired: list[Slot],
     now: datetime,
     *,
-    first_plan: bool,
+    plan_from: datetime,
     cancel_reason: str = "superseded",
 ) -> PlanCounts:
+    """Insert the desired slots not yet planned, cancel planned contacts no longer desired.
+
+    `plan_from`: the first plan starts at the enrolment, a re-plan at the moment of its change
+    (see `_plan_from`). A slot from then on whose window has closed by `now` is recorded
+    `skipped` (what was missed stays on the record); one before it is not planned at all."""
     counts = PlanCounts()
     existing_keys = {(c.rule, c.occurrence, c.version) for c in existing}
     done_general = {(c.rule, c.occurrence) for c in existing if c.state in DONE_STATES}
@@ -344,13 +358,14 @@ def _reconcile(
         elif (slot.rule, slot.occurrence) in done_general:
             continue
         if slot.not_after <= now:
-            if not first_plan:
-                continue  # re-planning covers only the future
-            # First plan after a delay (the worker was down): the record says what was missed.
+            if slot.send_after < plan_from:
+                continue  # closed before the change: the earlier plan's record stands
+            # Due after the change (or the enrolment) but the tick came too late: the record
+            # says what was missed; never sent late.
             slot = Slot(**{**slot.__dict__, "state": "skipped", "state_reason": "window_closed"})
             counts.skipped += 1
-        elif not first_plan and slot.kind == "checkin" and slot.send_after < now:
-            continue  # a re-plan does not reach back into today's passed slot
+        elif slot.kind == "checkin" and slot.send_after < plan_from:
+            continue  # a check-in before the change (or the enrolment) is not planned
         new.append(slot)
     counts.created = _insert_slots(session, participant.id, new, now)
     stale = [
@@ -362,22 +377,38 @@ def _reconcile(
     return counts
 
 
+def _plan_from(participant: Participant, now: datetime) -> datetime:
+    """Where this (re-)plan starts: the moment of the change that asked for it
+    (`replan_from`, Precise rules, Re-planning), else the enrolment for a first plan, else
+    `now`; never after `now` (a clock ahead of the worker's must not drop future slots) and
+    never before the enrolment (Enrolment: check-ins before the import are never planned)."""
+    if participant.replan_from is not None:
+        start = min(participant.replan_from, now)
+    elif participant.planned_version is None:
+        start = participant.enrolled_at
+    else:
+        start = now
+    return max(start, participant.enrolled_at)
+
+
 def _desired_for_participant(
     session: Session,
     participant: Participant,
     rules: Rules,
     now: datetime,
     existing: Sequence[PlannedContact],
+    plan_from: datetime,
 ) -> list[Slot]:
     if participant.status != "active":
         return []
-    first_plan = participant.planned_version is None
     desired: list[Slot] = []
     welcome = welcome_slot(participant, rules)
     desired.append(welcome)
     # Enrolment: check-in slots before the import are never planned; the welcome is first.
-    plan_from = participant.enrolled_at if first_plan else now
     desired.extend(s for s in checkin_slots(participant, rules) if s.send_after >= plan_from)
+    # Reminders passed before a first plan are "imported late" (the latest goes at once); a
+    # re-plan keeps those after its change, whose windows run to shortly before the appointment.
+    reminders_from = plan_from if participant.replan_from is not None else now
     appointments = session.scalars(
         select(Appointment).where(
             Appointment.participant_id == participant.id,
@@ -393,6 +424,7 @@ def _desired_for_participant(
                 rules,
                 now,
                 already_sent=_reminder_sent(existing, appointment),
+                since=reminders_from,
             )
         )
     return desired
@@ -415,11 +447,11 @@ def plan_participant(
     existing = session.scalars(
         select(PlannedContact).where(PlannedContact.participant_id == participant.id)
     ).all()
-    first_plan = participant.planned_version is None
-    desired = _desired_for_participant(session, participant, rules, now, existing)
+    plan_from = _plan_from(participant, now)
+    desired = _desired_for_participant(session, participant, rules, now, existing, plan_from)
     reason = "superseded" if participant.status == "active" else f"participant_{participant.status}"
     counts = _reconcile(
-        session, participant, existing, desired, now, first_plan=first_plan, cancel_reason=reason
+        session, participant, existing, desired, now, plan_from=plan_from, cancel_reason=reason
     )
     participant.planned_version = participant.plan_version
     participant.planned_settings = rules.digest
@@ -431,6 +463,25 @@ def plan_participant(
     )
     counts.participants = 1
     return counts
+
+
+def clear_replan_marks(session: Session, participant_ids: Sequence[int]) -> None:
+    """After planning these people: their `replan_from` has been used. Flushes first, and
+    clears only where no newer change came meanwhile (a change bumps plan_version and keeps
+    its moment for the next tick, which re-plans that person again). One statement."""
+    if not participant_ids:
+        return
+    session.flush()
+    session.execute(
+        update(Participant)
+        .where(
+            Participant.id.in_(participant_ids),
+            Participant.replan_from.is_not(None),
+            Participant.planned_version == Participant.plan_version,
+        )
+        .values(replan_from=None)
+        .execution_options(synchronize_session="evaluate")
+    )
 
 
 def plan_appointment(
@@ -451,7 +502,7 @@ def plan_appointment(
             now,
             already_sent=_reminder_sent(existing, appointment),
         )
-    counts = _reconcile(session, participant, existing, desired, now, first_plan=False)
+    counts = _reconcile(session, participant, existing, desired, now, plan_from=now)
     appointment.planned_version = appointment.version
     counts.appointments = 1
     return counts
@@ -485,10 +536,14 @@ def plan_step(
                 .limit(limit - len(ids))
             )
         )
+    marked: list[int] = []
     for participant in session.scalars(
         select(Participant).where(Participant.id.in_(ids)).order_by(Participant.id)
     ):
+        if participant.replan_from is not None:
+            marked.append(participant.id)
         counts.add(plan_participant(session, participant, rules, now))
+    clear_replan_marks(session, marked)
     room = limit - len(ids)
     appointment_ids: list[int] = []
     if room > 0:
@@ -587,6 +642,7 @@ def current_plan(session: Session, participant: Participant, now: datetime) -> l
     )
     if stale:
         plan_participant(session, participant, rules, now)
+        clear_replan_marks(session, [participant.id])
         session.flush()
     return upcoming_contacts(session, participant, now)
 
@@ -596,6 +652,7 @@ __all__ = [
     "PlanRow",
     "Rules",
     "Slot",
+    "clear_replan_marks",
     "current_plan",
     "load_rules",
     "plan",

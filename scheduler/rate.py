@@ -5,14 +5,29 @@ LATE_TOLERANCE after a slot (see RateLimiter), so no 1-second window holds more 
 configured messages per second, across any number of workers. A claim batch (scheduler/send.py)
 is what the rate sends in CLAIM_WINDOW_SECONDS, so a claim-time check is never more than about
 that old when the text leaves.
+
+Urgent first (DESIGN.md §1; scheduler/urgent.py): pages, crisis replies and staff replies take
+the next slot nobody has reserved yet, ahead of routine traffic. Two things make "the next
+slot" soon:
+- a routine sender reserves just in time (`just_in_time`): its next slot is reserved
+  RESERVE_LEAD_SECONDS before it is due, not as soon as its previous one is used, so it never
+  holds a reservation more than that far ahead (at ordinary rates; above 1 / lead per second a
+  reservation covers at most RESERVE_WINDOW_SECONDS anyway). An urgent reservation made in the
+  meantime gets the slot and the routine sender the one after: across every worker, an urgent
+  text waits at most about one interval per worker for its slot.
+- in one process, the lane holds a `Priority` while it has due urgent rows, and the routine
+  sender waits for it before reserving: the lane's slots come first even inside the lead.
+The rate itself is unchanged: every slot, urgent or routine, comes from the one row.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -47,6 +62,48 @@ RESERVE_WINDOW_SECONDS = 0.01
 # clock read to the provider (SDK, socket), which the sender cannot see.
 RATE_GUARD = 0.02
 LATE_TOLERANCE = 0.01
+# A just-in-time (routine) sender reserves its next slot this long before it is due: long
+# enough for the reservation's round trip under load (a slot reserved too late starts out
+# missed and costs an interval), short enough that an urgent text rarely finds the next slot
+# taken.
+RESERVE_LEAD_SECONDS = 0.1
+# The longest a routine sender waits for the urgent lane before reserving anyway: the priority
+# is a preference, never a way for a stuck lane to stop routine sending.
+YIELD_MAX_SECONDS = 10.0
+
+
+class Priority:
+    """The urgent lane's claim on the next rate slots within one worker process.
+
+    The lane holds it (`urgent()`) from the moment it finds due urgent rows until it has sent
+    them; a routine sender calls `wait_until_idle` before each reservation, so the lane's
+    reservations come first and routine traffic waits. Threads only: across processes the
+    just-in-time reservation is what keeps the next slot free (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._holders = 0
+
+    @contextmanager
+    def urgent(self) -> Iterator[None]:
+        with self._condition:
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._holders -= 1
+                self._condition.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        with self._condition:
+            return self._holders > 0
+
+    def wait_until_idle(self, timeout: float = YIELD_MAX_SECONDS) -> bool:
+        """Return once no urgent work is held (True), or after `timeout` (False)."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._holders == 0, timeout)
 
 
 class RateLimiter:
@@ -80,6 +137,8 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         guard: float = RATE_GUARD,
         late_tolerance: float = LATE_TOLERANCE,
+        just_in_time: bool = False,
+        priority: Priority | None = None,
     ) -> None:
         if not 0 <= late_tolerance <= guard:
             raise ValueError("late_tolerance must be within the guard, or windows can overfill")
@@ -92,6 +151,11 @@ class RateLimiter:
         # Slots this worker reserved and has not used yet (more than one only at >= 200/s).
         self._slots: deque[float] = deque()
         self.missed = 0
+        # Routine senders: reserve each slot only RESERVE_LEAD_SECONDS before it is due, and
+        # after the urgent lane's (see the module docstring).
+        self.just_in_time = just_in_time
+        self.priority = priority
+        self._last_slot: float | None = None
         self._engine: Engine | None = None
         # PostgreSQL: the connection reservations are made on, held until close() (see
         # _reserve_in_one_statement).
@@ -202,14 +266,31 @@ class RateLimiter:
             )
         return first.timestamp()
 
+    def reserve_at(self) -> float:
+        """When `next_slot` will next reserve or hand out a slot: a slot in hand, or (just in
+        time) RESERVE_LEAD_SECONDS before the slot after the last one used, or now."""
+        if self._slots:
+            return self._slots[0]
+        now = self.clock()
+        if self.just_in_time and self._last_slot is not None:
+            return max(now, self._last_slot + self.interval - RESERVE_LEAD_SECONDS)
+        return now
+
     def next_slot(self, wanted: int = 1) -> float:
         """This worker's next slot, reserving up to `wanted` (capped by reserve_size) when it
-        has none left."""
+        has none left. Just in time, the reservation waits until reserve_at(), and then for
+        the urgent lane of this process (`priority`), whose slots come first."""
         if not self._slots:
+            if self.just_in_time:
+                while (wait := self.reserve_at() - self.clock()) > 0:
+                    self.sleep(wait)
+            if self.priority is not None:
+                self.priority.wait_until_idle()
             count = max(1, min(self.reserve_size(), wanted))
             first = self.reserve(count)
             self._slots.extend(first + i * self.interval for i in range(count))
-        return self._slots.popleft()
+        self._last_slot = self._slots.popleft()
+        return self._last_slot
 
     def wait_for(self, slot: float) -> bool:
         """Sleep until `slot`; True if a send may leave now, False if the slot was missed."""

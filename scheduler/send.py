@@ -28,13 +28,14 @@ anyway (`FLUSH_GAP_SECONDS`) and at least every `FLUSH_SECONDS` (so a status cal
 finds its SID unknown). PostgreSQL: a group of successes only is committed by a helper thread,
 in order, while the sender goes on (`OutcomeWriter`); a group with an error is committed by
 the sender itself after the helper's, and a claim and the end of send_due wait for the
-helper. A row left in `sending` (the process died between the claim and the outcome's commit)
-cannot be known to be unsent: it is never resent but marked `unknown` and flagged once its
-lease runs out. After a crash that is every row of the batch in flight, at most
-CLAIM_WINDOW_SECONDS of sending: a coach checking on a few people costs less trust than a
-duplicate text to someone who asked for fewer. A stop that is not a crash (SIGTERM, an error
-in our own code) releases the rows it never handed to the transport back to `pending`, since
-those are known to be unsent.
+helper. Just before a group of claims is sent, their `handed_at` is committed (`mark_handed`,
+about HAND_AHEAD_SECONDS of sending at a time). A row left in `sending` with `handed_at` set
+(the process died between handing it over and the outcome's commit) cannot be known to be
+unsent: it is never resent but marked `unknown` and flagged once its lease runs out; one
+without goes back to `pending` (recover_stale). A stop that is not a crash (SIGTERM, an error
+in our own code) releases the rows it never handed to the transport back to `pending` at once.
+An error about the Twilio account (authentication, suspension) stops the pass; the message
+stays pending (bot.services.outbox.account_errors).
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ from bot.config import Config
 from bot.db import is_postgresql, session_scope
 from bot.models import Participant
 from bot.services import sendability
+from bot.services.outbox import account_errors
 from bot.services.outbox.claims import (
     Claim,
     SendCounts,
     claim_batch,
+    mark_handed,
     recover_stale,
     release,
 )
@@ -71,6 +74,10 @@ __all__ = ["OutcomeWriter", "SendCounts", "send_batch", "send_due"]
 
 # Outcomes are committed at least this often while a batch is being sent.
 FLUSH_SECONDS = 0.1
+# Claims are marked handed to the transport (outbound_messages.handed_at) in groups of what
+# the rate sends in this long, committed before the first of them is sent; unrated, this many.
+HAND_AHEAD_SECONDS = 0.5
+HAND_GROUP_UNLIMITED = 20
 # Commit waiting outcomes before sleeping for a slot at least this far away (low rates): far
 # enough that the commit (a few ms, tens under load) ends before the slot, which would
 # otherwise be missed. Closer slots (high rates) leave the outcomes to FLUSH_SECONDS.
@@ -230,7 +237,9 @@ def send_batch(
         not_active = _not_sendable_now(session, claims)
         quiet = sendability.quiet_hours(session)
     program_zone = ZoneInfo(config.program_timezone)
-    out_of_time = False
+    out_of_time = halted = False
+    handed_ids: set[int] = set()
+    marked_upto = 0
     try:
         for index, claim in enumerate(claims):
             if should_stop():
@@ -238,6 +247,10 @@ def send_batch(
             if limiter is not None:
                 # A missed slot (see RateLimiter) is not used: the claim waits for another.
                 while not should_stop():
+                    if outcomes and limiter.reserve_at() - limiter.clock() > FLUSH_GAP_SECONDS:
+                        # before a just-in-time reservation's wait (see RateLimiter)
+                        writer.commit(outcomes)
+                        last_commit = time.monotonic()
                     slot = limiter.next_slot(len(claims) - index)
                     if outcomes and slot - limiter.clock() > FLUSH_GAP_SECONDS:
                         writer.commit(outcomes)  # while we wait anyway
@@ -250,12 +263,22 @@ def send_batch(
             may_leave, out_of_time = _may_leave(claim, status, current_time(), quiet, program_zone)
             if not may_leave:
                 break  # this claim and the rest are given back below
+            if index >= marked_upto:
+                group = claims[index : index + _hand_group(limiter)]
+                with session_scope(sessions) as session:  # committed before the sends
+                    handed_ids |= mark_handed(session, group, worker_id, current_time())
+                marked_upto = index + len(group)
             # From here on the outcome of this claim may be unknown: it is never given back.
             handed += 1
+            if claim.message_id not in handed_ids:
+                continue  # no longer ours (recovered while this worker stalled): never sent
             try:
                 result = transport.send(claim.request)
             except TransportError as exc:
                 outcomes.errors.append((claim, exc))
+                if exc.halt:
+                    halted = True  # the account cannot send: the pass stops
+                    break
             except Exception as exc:
                 # Not a classified transport error: we cannot know whether the request left.
                 outcomes.errors.append(
@@ -280,7 +303,7 @@ def send_batch(
             if handed < len(claims):
                 with session_scope(sessions) as session:
                     release(session, claims[handed:], worker_id)
-    return out_of_time
+    return out_of_time or halted
 
 
 def send_due(
@@ -378,11 +401,22 @@ def send_due(
                     writer=writer,
                 )
                 if out_of_time:
-                    break  # `now` is stale for what is left: the next tick decides
+                    break  # `now` is stale (or the account cannot send): the next tick decides
     finally:
         try:
             if upcoming is not None:
                 upcoming.close()  # a batch read ahead and not taken is rolled back, unclaimed
         finally:
             writer.close()  # every outcome committed before the tick goes on (the sweep)
+    with session_scope(sessions) as session:
+        account_errors.after_pass(session, counts, now, config)
     return counts
+
+
+def _hand_group(limiter: RateLimiter | None) -> int:
+    """How many claims are marked handed in one commit: about what the rate sends in
+    HAND_AHEAD_SECONDS (one at a time at low rates, where the wait for a slot dwarfs the
+    commit), so a crash leaves at most that many claims `unknown` that never left."""
+    if limiter is None:
+        return HAND_GROUP_UNLIMITED
+    return max(1, int(limiter.rate * HAND_AHEAD_SECONDS))

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.db import session_scope
+from bot.services import spool
 from bot.services.delivery import apply_early_callbacks
 from bot.services.inbound_retry import process_stuck
 from bot.transport.base import Transport
 
 from .plan import PlanCounts, plan
-from .rate import RateLimiter
+from .rate import Priority, RateLimiter
 from .send import SendCounts, send_due
 from .sweep import sweep
 
@@ -36,6 +37,8 @@ class TickSummary:
     early_statuses: int = 0
     # Texts their webhook stored but did not finish processing, processed now.
     inbound_retried: int = 0
+    # Texts the webhook spooled while the database was down, stored and processed now.
+    spool_replayed: int = 0
     stopped: bool = False
 
     def as_log(self) -> dict[str, Any]:
@@ -46,6 +49,7 @@ class TickSummary:
             "sweep": self.sweep,
             "early_statuses": self.early_statuses,
             "inbound_retried": self.inbound_retried,
+            "spool_replayed": self.spool_replayed,
             "stopped": self.stopped,
         }
 
@@ -60,6 +64,8 @@ class TickSummary:
         )
         if s.expectations:
             text += f"; {s.expectations} reply expectation(s) made as sent"
+        if self.spool_replayed:
+            text += f"; {self.spool_replayed} spooled text(s) replayed"
         if self.inbound_retried:
             text += f"; {self.inbound_retried} unfinished inbound text(s) processed"
         if self.early_statuses:
@@ -95,8 +101,16 @@ def tick(
     rate_limited: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     max_messages: int | None = None,
+    priority: Priority | None = None,
 ) -> TickSummary:
+    """`priority`: the urgent lane of this process (scheduler/urgent.py), ahead of which the
+    tick's sends reserve their rate slots; they reserve just in time either way, so an urgent
+    lane in another worker finds the next slot free too."""
     summary = TickSummary(now=now)
+    # First: what people texted while the database was down (its crisis flags and pages go
+    # out in this tick).
+    replayed = spool.replay(sessions, config.spool_dir, now=now, config=config)
+    summary.spool_replayed = replayed.replayed + replayed.duplicates
     with session_scope(sessions) as session:
         summary.plan = plan(session, now)
     # Before sending, so that a late crisis reply and the pages it raises go out in this tick.
@@ -104,7 +118,11 @@ def tick(
     if should_stop():
         summary.stopped = True
         return summary
-    limiter = RateLimiter(sessions, config.send_rate_per_second) if rate_limited else None
+    limiter = (
+        RateLimiter(sessions, config.send_rate_per_second, just_in_time=True, priority=priority)
+        if rate_limited
+        else None
+    )
     with limiter or nullcontext():
         summary.send = send_due(
             sessions,

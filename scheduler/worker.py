@@ -6,8 +6,13 @@ interval job, `coalesce=True` (after a pause, one tick, not a burst of missed on
 `misfire_grace_time` (a run more than that late is skipped; the next interval comes anyway, and
 a tick catches up on everything due because it reads the database, not the timer).
 
-SIGTERM (and SIGINT) sets a stop flag: the tick in progress finishes the step it is in (one
-message, one batch) and returns; the scheduler shuts down and the process exits 0.
+Next to the ticks runs the urgent lane (scheduler/urgent.py, its own thread): pages, crisis
+replies and staff replies leave within seconds, ahead of the tick's routine sends, which yield
+their next rate slot to it (the shared `Priority`).
+
+SIGTERM (and SIGINT) sets a stop flag: the tick in progress and the lane each finish the step
+they are in (one message, one batch) and return; the scheduler shuts down, the lane's thread
+is joined, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from bot.config import Config
 from bot.log import log_event
 from bot.services.heartbeat import after_pass
 
+from .rate import Priority
 from .tick import default_worker_id, tick
+from .urgent import UrgentLane
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,15 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
     worker_id = default_worker_id()
     stop = threading.Event()
     running = threading.Lock()
+    priority = Priority()
+    # Its own transport: an HTTP client is not shared between threads.
+    lane = UrgentLane(
+        sessions,
+        make_transport(config),
+        config,
+        worker_id=f"{worker_id}:urgent",
+        priority=priority,
+    )
 
     def job() -> None:
         if stop.is_set():
@@ -52,7 +68,13 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
             now = datetime.now(UTC)
             try:
                 summary = tick(
-                    sessions, transport, config, now, worker_id=worker_id, should_stop=stop.is_set
+                    sessions,
+                    transport,
+                    config,
+                    now,
+                    worker_id=worker_id,
+                    should_stop=stop.is_set,
+                    priority=priority,
                 )
             except Exception as exc:
                 # One bad tick must not kill the worker; the next interval tries again.
@@ -82,6 +104,7 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log_event(log, "worker.stopping", signal=signal.Signals(signum).name)
         stop.set()
+        lane.request_stop()
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -94,10 +117,13 @@ def run_worker(config: Config, *, interval_seconds: float = INTERVAL_SECONDS) ->
         transport=getattr(transport, "name", "?"),
         rate_per_second=config.send_rate_per_second,
     )
+    lane.start()
     try:
         scheduler.start()
     finally:
-        # Wait for the tick in progress to finish its current step (it sees the stop flag).
+        # Wait for the tick in progress and the lane to finish their current step (they see
+        # the stop flag).
+        lane.stop()
         with running:
             pass
         engine.dispose()

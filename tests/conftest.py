@@ -126,7 +126,7 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def config(database_url: str) -> Config:
+def config(database_url: str, tmp_path: Path) -> Config:
     return Config(
         database_url=database_url,
         database_url_explicit=True,
@@ -135,6 +135,7 @@ def config(database_url: str) -> Config:
         program_name="Homecoming Peers",
         program_phone="+1 555 010 0100",
         program_timezone="America/New_York",
+        spool_dir=tmp_path / "spool",
         testing=True,
     )
 

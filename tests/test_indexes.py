@@ -10,10 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.engine import Connection
 
 from bot.models import OutboundMessage, Participant, PlannedContact
+from bot.models.messages import URGENT_PENDING
 from tests.conftest import FIXED_NOW
 
 NOW = FIXED_NOW
@@ -27,6 +28,15 @@ HOT_QUERIES: dict[str, tuple[Select[Any], str]] = {
         .where(M.status == "pending", M.send_after <= NOW)
         .order_by(M.send_after, M.id)
         .limit(4000),
+        "outbound_messages",
+    ),
+    # The urgent lane's poll and claim (urgent_due, claim_batch(urgent_only=True)).
+    "urgent_claim": (
+        select(M.id)
+        .where(text(URGENT_PENDING))
+        .where(M.send_after <= NOW)
+        .order_by(M.send_after, M.id)
+        .limit(40),
         "outbound_messages",
     ),
     "recover_stale": (

@@ -6,10 +6,12 @@ from .base import Base, UTCDateTime
 from .contacts import PlannedContact
 from .flags import Expectation, Flag, FlagEvent
 from .heartbeat import WorkerHeartbeat
+from .imports import PendingImport
 from .messages import EarlyStatusCallback, InboundMessage, OutboundMessage
 from .participants import ConsentEvent, Participant, PhoneChange
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
+from .staff_sessions import PasswordReset, StaffSession
 from .templates import Template, TemplateVersion, WhatsAppTemplate
 from .users import User
 
@@ -25,10 +27,13 @@ __all__ = [
     "InboundMessage",
     "OutboundMessage",
     "Participant",
+    "PasswordReset",
+    "PendingImport",
     "PhoneChange",
     "PlannedContact",
     "ProgramSetting",
     "SendRateSlot",
+    "StaffSession",
     "Template",
     "TemplateVersion",
     "UTCDateTime",

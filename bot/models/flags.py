@@ -20,12 +20,13 @@ REASONS = (
     "opted_out",
     "unknown_sender",
     "unanswered_text",
+    "twilio_account",
     "whatsapp_template_missing",
     "number_changed",
 )
-# Reasons about the program, not one person or number: participant and sender_address are both
-# NULL, and at most one is unresolved per reason.
-PROGRAM_REASONS = ("whatsapp_template_missing", "twilio_account")
+# Reasons about the program itself, not a person or a number: participant and sender NULL, one
+# unresolved flag per reason (DESIGN.md, Precise rules, "Severities").
+PROGRAM_REASONS = ("twilio_account", "whatsapp_template_missing")
 SEVERITIES = ("info", "normal", "high", "urgent")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 # The one table from a flag's reason to its severity (DESIGN.md, Precise rules, "Severities").
@@ -98,7 +99,7 @@ class Flag(Base):
             sqlite_where=_UNRESOLVED_UNKNOWN,
             postgresql_where=_UNRESOLVED_UNKNOWN,
         ),
-        # One unresolved program-level flag per reason (whatsapp_template_missing ...).
+        # And one unresolved program-level flag per reason.
         Index(
             "uq_flags_open_program_reason",
             "reason",

@@ -12,6 +12,14 @@ from .base import Base, in_list
 
 CHANNELS = ("sms", "whatsapp")
 PURPOSES = ("welcome", "checkin", "reminder", "reply", "crisis_reply", "coach_reply", "page")
+# The priority lane (DESIGN.md §1, "Urgent first"; scheduler/urgent.py): pages to staff, crisis
+# replies that go through the outbox, and staff replies. Urgency is the purpose, so every
+# writer of these rows (paging, the webhook's late replies, the dashboard) needs no change.
+URGENT_PURPOSES = ("page", "crisis_reply", "coach_reply")
+# The urgent lane's work list, as one literal predicate: the partial index below has exactly
+# this WHERE and the lane's query repeats it word for word (SQLite uses a partial index only
+# for a query whose WHERE contains the index's terms as written, not as bound parameters).
+URGENT_PENDING = f"status = 'pending' AND {in_list('purpose', URGENT_PURPOSES)}"
 # pending: waiting to be claimed; sending: claimed, the request may be in flight;
 # queued/sent/delivered/undelivered/failed: Twilio's own statuses; unknown: the request left and
 # no answer came back, so it must not be blindly resent; cancelled: never sent (STOP, paused,
@@ -58,6 +66,14 @@ class OutboundMessage(Base):
             # Not on SQLite: it cannot prove `status = 'pending'` implies the predicate (only
             # a term found as such in the query) and would scan the whole outbox instead.
         ),
+        # The urgent lane polls this twice a second: pending urgent rows only, so the poll reads
+        # a handful of entries however large a routine backlog (or a morning's deferred texts).
+        Index(
+            "ix_outbound_messages_urgent_pending",
+            "send_after",
+            postgresql_where=text(URGENT_PENDING),
+            sqlite_where=text(URGENT_PENDING),
+        ),
         Index("ix_outbound_messages_participant_id_created_at", "participant_id", "created_at"),
         # The sweep turns recently sent check-ins and reminders into expectations; the reports
         # count sent texts. Partial: an unsent row (the outbox insert) adds no entry.
@@ -103,6 +119,9 @@ class OutboundMessage(Base):
     not_after: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # When the claim was handed to the transport (committed just before the sends it covers):
+    # a stale claim without it is known unsent and goes back to `pending`, not `unknown`.
+    handed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     status_updated_at: Mapped[datetime | None]

@@ -13,6 +13,8 @@ CHANNELS = ("sms", "whatsapp")
 LANGUAGES = ("en", "es")
 STATUSES = ("active", "paused", "opted_out", "closed")
 CONSENT_KINDS = ("consent", "opt_out", "opt_in")
+# How a participant's number came to change (bot.services.participants_editing).
+PHONE_CHANGE_KINDS = ("edited", "linked_unknown_number")
 
 
 class Participant(Base):
@@ -37,6 +39,8 @@ class Participant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str] = mapped_column(String(64), unique=True)
     first_name: Mapped[str] = mapped_column(String(80))
+    # Staff see it on their pages; it is never in a text (no template placeholder names it).
+    last_name: Mapped[str | None] = mapped_column(String(80))
     # E.164. One person per number: inbound texts are matched by it.
     phone: Mapped[str] = mapped_column(String(20), unique=True)
     channel: Mapped[str] = mapped_column(String(10), server_default="sms")
@@ -51,6 +55,9 @@ class Participant(Base):
     consent_method: Mapped[str | None] = mapped_column(String(40))
     consent_recorded_by: Mapped[str | None] = mapped_column(String(254))
     opted_out_at: Mapped[datetime | None]
+    # A coordinator closed the enrolment (status `closed`): when and why, shown on their page.
+    closed_at: Mapped[datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(200))
     # The person's own PAUSE (a text): their check-ins and welcome are held until this instant;
     # appointment reminders still go. Written only by bot/services/self_service.py.
     checkins_paused_until: Mapped[datetime | None]
@@ -61,6 +68,10 @@ class Participant(Base):
     # The plan_version and program-settings digest the planner last materialised (scheduler/plan.py).
     planned_version: Mapped[int | None]
     planned_settings: Mapped[str | None] = mapped_column(String(16))
+    # DESIGN.md, Re-planning: the moment a change asked for a new plan (the earliest one still
+    # waiting); the planner plans from it rather than from its own `now`, then clears it.
+    # Set through bot.services.replan.request_replan.
+    replan_from: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -68,6 +79,11 @@ class Participant(Base):
     def address(self) -> str:
         """The address messages go to on this person's channel."""
         return f"whatsapp:{self.phone}" if self.channel == "whatsapp" else self.phone
+
+    @property
+    def display_name(self) -> str:
+        """The full name for staff pages (first and last name when known); never texted."""
+        return f"{self.first_name} {self.last_name}" if self.last_name else self.first_name
 
     @property
     def label(self) -> str:
@@ -95,20 +111,22 @@ class ConsentEvent(Base):
 
 
 class PhoneChange(Base):
-    """A participant's number confirmed or changed by a coordinator (after a `number_changed`
-    flag, or any edit through bot/services/numbers.py): the old number stays here."""
+    """A participant's earlier number: every change of `participants.phone` made in the
+    dashboard (an edit, or an unknown number linked to them) keeps the old one here, with who
+    and when. The audit log says the same without the numbers (it is read more widely)."""
 
-    __tablename__ = "phone_changes"
+    __tablename__ = "participant_phone_history"
     __table_args__ = (
-        CheckConstraint(in_list("kind", ("confirmed", "changed")), name="kind"),
-        Index("ix_phone_changes_participant_id_at", "participant_id", "at"),
+        CheckConstraint(in_list("kind", PHONE_CHANGE_KINDS), name="kind"),
+        Index(
+            "ix_participant_phone_history_participant_id_changed_at", "participant_id", "changed_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(10))
-    old_phone: Mapped[str] = mapped_column(String(20))
+    old_phone: Mapped[str] = mapped_column(String(20), index=True)
     new_phone: Mapped[str] = mapped_column(String(20))
-    at: Mapped[datetime]
-    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    note: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(30))
+    changed_at: Mapped[datetime]
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -24,20 +24,33 @@ from bot.services import audit, expectations
 from bot.services import contacts as planned_contacts
 from bot.services.flags import raise_flag, resolve_flag
 from bot.services.outbox import status as outbox_status
+from bot.services.replan import request_replan
 
 log = logging.getLogger(__name__)
 
 
 def record_consent(
-    session: Session, participant_ids: Sequence[int], *, now: datetime, method: str
+    session: Session,
+    participant_ids: Sequence[int],
+    *,
+    now: datetime,
+    method: str,
+    recorded_by_id: int | None = None,
 ) -> None:
-    """The consent given at enrolment (an import), one event per person, in one statement."""
+    """The consent given at enrolment (an import, or the dashboard's form with the staff member
+    who recorded it), one event per person, in one statement."""
     if not participant_ids:
         return
     session.execute(
         insert(ConsentEvent),
         [
-            {"participant_id": pid, "kind": "consent", "at": now, "method": method}
+            {
+                "participant_id": pid,
+                "kind": "consent",
+                "at": now,
+                "method": method,
+                "recorded_by_id": recorded_by_id,
+            }
             for pid in participant_ids
         ],
     )
@@ -139,8 +152,8 @@ def opt_in(
         return False
     participant.status = "active"
     participant.opted_out_at = None
-    participant.plan_version += 1
-    participant.updated_at = now
+    # Re-planning: planned from this moment, so a check-in due before the next tick still goes.
+    request_replan(session, participant, now, restart=True)
     session.add(
         ConsentEvent(
             participant_id=participant.id, kind="opt_in", at=now, method=method, wording=wording

@@ -26,6 +26,7 @@ from bot.models.participants import LANGUAGES
 from bot.phones import PhoneError, normalize_phone
 from bot.services import sendability
 from bot.services.flags import SEVERITY_ORDER
+from bot.services.replan import mark_for_replan
 from bot.services.settings import get_setting
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
 
@@ -230,8 +231,8 @@ def set_paused(participant: Participant, paused: bool, now: datetime) -> bool:
     if participant.status == wanted:
         return False
     participant.status = wanted
-    participant.plan_version += 1
-    participant.updated_at = now
+    # Re-planning from this moment; a resume texts nothing that fell during the pause.
+    mark_for_replan(participant, now, restart=not paused)
     return True
 
 
@@ -277,9 +278,8 @@ def update_details(
         changes["language"] = [participant.language, language]
         participant.language = language
     if changes:
-        participant.updated_at = now
-        # Zone and phone change when and where contacts go: plan them again.
-        participant.plan_version += 1
+        # Zone and phone change when and where contacts go: plan them again, from now.
+        mark_for_replan(participant, now)
     return changes
 
 

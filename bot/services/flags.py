@@ -59,28 +59,17 @@ _UNRESOLVED_OF_SENDER = select(Flag).where(
     Flag.reason == bindparam("reason"),
     Flag.state != "resolved",
 )
-_UNRESOLVED_OF_PROGRAM = select(Flag).where(
-    Flag.participant_id.is_(None),
-    Flag.sender_address.is_(None),
-    Flag.reason == bindparam("reason"),
-    Flag.state != "resolved",
-)
-# The unique partial index each kind of subject's INSERT ... ON CONFLICT names.
-_SUBJECTS = {
-    "participant": (["participant_id", "reason"], "state <> 'resolved'"),
-    "sender": (["sender_address", "reason"], "state <> 'resolved' AND participant_id IS NULL"),
-    "program": (
-        ["reason"],
-        "state <> 'resolved' AND participant_id IS NULL AND sender_address IS NULL",
-    ),
-}
 
 
-def _insert_flag(insert: Any, *, subject: str) -> Any:
+def _insert_flag(insert: Any, *, by_participant: bool) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING on the partial unique index (one unresolved flag per
-    participant, unknown number or program-level reason): losing a race to another process
-    neither raises nor spoils the caller's transaction; the winner's flag is read instead."""
-    elements, where = _SUBJECTS[subject]
+    participant, or unknown number, and reason): losing a race to another process neither
+    raises nor spoils the caller's transaction; the winner's flag is read instead."""
+    where = (
+        "state <> 'resolved'"
+        if by_participant
+        else "state <> 'resolved' AND participant_id IS NULL"
+    )
     return (
         insert(Flag)
         .values(
@@ -93,15 +82,18 @@ def _insert_flag(insert: Any, *, subject: str) -> Any:
             opened_at=bindparam("now"),
             updated_at=bindparam("now"),
         )
-        .on_conflict_do_nothing(index_elements=elements, index_where=text(where))
+        .on_conflict_do_nothing(
+            index_elements=["participant_id" if by_participant else "sender_address", "reason"],
+            index_where=text(where),
+        )
         .returning(Flag)
     )
 
 
 _INSERT_FLAG = {
-    (dialect, subject): _insert_flag(insert, subject=subject)
+    (dialect, by_participant): _insert_flag(insert, by_participant=by_participant)
     for dialect, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-    for subject in _SUBJECTS
+    for by_participant in (True, False)
 }
 
 
@@ -112,8 +104,6 @@ def _find_unresolved(
         found = session.scalars(
             _UNRESOLVED_OF_PARTICIPANT, {"participant_id": participant_id, "reason": reason}
         )
-    elif sender_address is None:
-        found = session.scalars(_UNRESOLVED_OF_PROGRAM, {"reason": reason})
     else:
         found = session.scalars(
             _UNRESOLVED_OF_SENDER, {"sender_address": sender_address, "reason": reason}
@@ -142,33 +132,26 @@ def raise_flag(
     The severity is the reason's, from the one table (bot.models.flags.severity_for), unless
     the caller passes one (an escalated level, or a seeded demo).
 
-    A program-level reason (PROGRAM_REASONS: whatsapp_template_missing ...) has neither a
-    participant nor a sender address: one is unresolved at a time for the whole program.
+    A program-level reason (PROGRAM_REASONS: twilio_account, whatsapp_template_missing) has
+    neither a participant nor a sender address: raise_program_flag keeps one unresolved.
 
     The partial unique index makes this safe with two workers at once: the loser's INSERT does
     nothing (ON CONFLICT DO NOTHING) and it updates the winner's flag instead.
     """
     program = participant_id is None and sender_address is None
-    if program and reason not in PROGRAM_REASONS:
+    if reason in PROGRAM_REASONS:
+        if not program:
+            raise ValueError(f"{reason!r} is a program-level flag: no participant or sender")
+        return raise_program_flag(session, reason=reason, now=now, detail=detail)
+    if program:
         raise ValueError("a flag needs a participant or a sender address")
-    if reason in PROGRAM_REASONS and not program:
-        raise ValueError(f"{reason!r} is a program-level flag: no participant or sender")
     if severity is None:
         severity = severity_for(reason)
     existing = _find_unresolved(session, reason, participant_id, sender_address)
     if existing is None:
         dialect = "postgresql" if is_postgresql(session) else "sqlite"
         flag = session.scalars(
-            _INSERT_FLAG[
-                (
-                    dialect,
-                    "participant"
-                    if participant_id is not None
-                    else "program"
-                    if program
-                    else "sender",
-                )
-            ],
+            _INSERT_FLAG[(dialect, participant_id is not None)],
             {
                 "participant_id": participant_id,
                 "sender_address": sender_address if participant_id is None else None,
@@ -203,6 +186,56 @@ def raise_flag(
     else:
         add_event(session, existing, "repeated", now=now, detail=detail)
     return FlagOutcome(existing, created=False, severity_raised=raised)
+
+
+_PROGRAM_WHERE = "state <> 'resolved' AND participant_id IS NULL AND sender_address IS NULL"
+_UNRESOLVED_OF_PROGRAM = select(Flag).where(
+    Flag.participant_id.is_(None),
+    Flag.sender_address.is_(None),
+    Flag.reason == bindparam("reason"),
+    Flag.state != "resolved",
+)
+
+
+def open_program_flag(session: Session, reason: str) -> Flag | None:
+    """The unresolved program-level flag of this reason, if any."""
+    flag: Flag | None = session.scalars(_UNRESOLVED_OF_PROGRAM, {"reason": reason}).first()
+    return flag
+
+
+def raise_program_flag(
+    session: Session, *, reason: str, now: datetime, detail: dict[str, Any] | None = None
+) -> FlagOutcome:
+    """Open a flag about the program itself (bot.models.flags.PROGRAM_REASONS: participant
+    and sender NULL), or count another occurrence of the unresolved one: one open per reason,
+    decided by the database (its partial unique index), like raise_flag."""
+    if reason not in PROGRAM_REASONS:
+        raise ValueError(f"{reason!r} is not a program-level reason")
+    existing = open_program_flag(session, reason)
+    if existing is None:
+        insert = pg_insert if is_postgresql(session) else sqlite_insert
+        flag = session.scalars(
+            insert(Flag)
+            .values(
+                reason=reason,
+                severity=severity_for(reason),
+                state="open",
+                opened_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["reason"], index_where=text(_PROGRAM_WHERE))
+            .returning(Flag)
+        ).first()
+        if flag is not None:
+            add_event(session, flag, "opened", now=now, detail=detail)
+            return FlagOutcome(flag, created=True, severity_raised=False)
+        existing = open_program_flag(session, reason)
+        if existing is None:
+            raise RuntimeError(f"program flag {reason!r} neither inserted nor found")
+    existing.occurrences += 1
+    existing.updated_at = now
+    add_event(session, existing, "repeated", now=now, detail=detail)
+    return FlagOutcome(existing, created=False, severity_raised=False)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import CHANNELS, LANGUAGES
 from bot.phones import PhoneError, normalize_phone
 from bot.services import audit, consent
+from bot.services.replan import mark_for_replan
 from bot.timeutil import local_to_utc
 
 PARTICIPANT_REQUIRED = ("external_id", "first_name", "phone", "release_date")
@@ -205,6 +206,21 @@ def _check_duplicates(rows: list[_ParticipantRow], errors: list[LineError]) -> N
             seen_phones[row.phone] = row.line
 
 
+# The checked values of one participant: the importer's rows, and the dashboard's form.
+ParticipantFields = _ParticipantRow
+
+
+def check_participant_values(
+    values: dict[str, str], *, default_timezone: str, coaches: dict[str, int]
+) -> tuple[ParticipantFields | None, list[str]]:
+    """One participant's values checked exactly as a CSV row is (the dashboard's form uses it,
+    so a coordinator reads the importer's messages): the checked fields, or the problems as
+    `column: why`. Uniqueness against the database is the caller's."""
+    errors: list[LineError] = []
+    row = _check_participant_row(0, values, default_timezone, coaches, errors)
+    return row, [error.message for error in errors]
+
+
 def import_participants(
     session: Session,
     stream: TextIO,
@@ -311,8 +327,9 @@ def _update_participant(
         summary.unchanged += 1
         return
     if "release_date" in changed or "timezone" in changed:
-        # The planner treats contacts of an older plan version as superseded.
-        p.plan_version += 1
+        # The planner treats contacts of an older plan version as superseded, and plans the
+        # new ones from this moment (Re-planning).
+        mark_for_replan(p, now)
         summary.replanned += 1
     for key, value in changed.items():
         setattr(p, key, value)

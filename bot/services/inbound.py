@@ -120,6 +120,7 @@ def process(
             message,
             participant,
             categories=crisis.categories,
+            kind=crisis.kind,
             stop=keyword.intent is Intent.STOP,
             now=now,
             config=config,

@@ -30,7 +30,7 @@ from bot.services.inbound_store import Incoming
 from bot.services.ladder import start_ladder
 from bot.services.outbox import enqueue
 from bot.services.templates import participant_context, render_message
-from messages.defaults import default_templates
+from messages.defaults import crisis_key, default_templates
 from messages.keywords import Intent
 from messages.render import TemplateError, allowed_placeholders_for, render_template
 
@@ -189,6 +189,7 @@ def crisis(
     participant: Participant | None,
     *,
     categories: frozenset[str],
+    kind: str | None = None,
     stop: bool,
     now: datetime,
     config: Config,
@@ -228,7 +229,8 @@ def crisis(
         return Reply(None)
     context = participant_context(session, participant, config)
     del coach
-    return Reply(_render(session, "crisis", participant.language, context), "crisis_reply")
+    # The reply that fits the kind of crisis (overdose: 911 first), in the person's language.
+    return Reply(_render(session, crisis_key(kind), participant.language, context), "crisis_reply")
 
 
 def unknown_sender(

@@ -191,12 +191,11 @@ class Waiting:
     unknown_flag_id: int | None = None
 
     @property
-    def url(self) -> str | None:
+    def url(self) -> str:
         if self.participant_id is not None:
             return f"/participants/{self.participant_id}#thread-end"
-        if self.unknown_flag_id is not None:
-            return f"/flags/{self.unknown_flag_id}"
-        return None
+        # An unknown number's conversation (bot.web.unknown), found through one of its texts.
+        return f"/unknown/{self.message_id}"
 
     def as_json(self, now: datetime, age: str) -> dict[str, Any]:
         return {

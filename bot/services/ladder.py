@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.log import log_event
-from bot.models import Flag, FlagEvent
+from bot.models import Flag, FlagEvent, User
 from bot.services.flags import add_event
-from bot.services.paging import ladder_recipients, page_user
+from bot.services.paging import PageBatch, ladder_recipients, page_user
 from bot.services.settings import get_setting
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,31 @@ def start_ladder(session: Session, flag: Flag, now: datetime, config: Config) ->
     return advance_flag(session, flag, now=now, config=config).pages
 
 
-def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config) -> LadderCounts:
+def _page(
+    session: Session,
+    pages: PageBatch | None,
+    *,
+    flag: Flag,
+    user: User,
+    step: int,
+    now: datetime,
+    config: Config,
+) -> datetime | None:
+    """Page `user` now, or collect the page in `pages`; when it goes, or None (skipped)."""
+    if pages is not None:
+        return pages.add(session, flag=flag, user=user, step=step, now=now, config=config)
+    message = page_user(session, flag=flag, user=user, step=step, now=now, config=config)
+    return message.send_after if message is not None else None
+
+
+def advance_flag(
+    session: Session,
+    flag: Flag,
+    *,
+    now: datetime,
+    config: Config,
+    pages: PageBatch | None = None,
+) -> LadderCounts:
     """Do the flag's next ladder step (and the ones after it at once while a step pages nobody);
     schedule the step after that. The one walk of the ladder: its first step (`start_ladder`)
     and every later one (`advance_ladder`)."""
@@ -98,14 +122,25 @@ def advance_flag(session: Session, flag: Flag, *, now: datetime, config: Config)
                 detail={"step": step, "ladder_step": step_name, "why": "nobody at this step"},
             )
             counts.skipped += 1
+        reached = 0
         for user in recipients:
-            message = page_user(session, flag=flag, user=user, step=step, now=now, config=config)
-            if message is None:
+            at = _page(session, pages, flag=flag, user=user, step=step, now=now, config=config)
+            if at is None:
                 counts.skipped += 1
                 continue
+            reached += 1
             counts.pages += 1
             already.add(user.id)
-            went_out.append(max(message.send_after, now))
+            went_out.append(max(at, now))
+        if not reached:
+            # Shown to coordinators and admins until someone acknowledges the flag.
+            add_event(
+                session,
+                flag,
+                "nobody_reached",
+                now=now,
+                detail={"step": step, "ladder_step": step_name},
+            )
         if not went_out and step >= len(steps):
             # A whole pass found nobody to page: repeating it would only log skips forever.
             break
@@ -146,9 +181,11 @@ def advance_ladder(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    pages = PageBatch()  # one text per person, however many of their flags are due
     for flag in flags:
-        counts = advance_flag(session, flag, now=now, config=config)
+        counts = advance_flag(session, flag, now=now, config=config, pages=pages)
         total.flags += 1
         total.pages += counts.pages
         total.skipped += counts.skipped
+    pages.flush(session, now=now, config=config)
     return total

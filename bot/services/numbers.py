@@ -7,8 +7,10 @@ belongs to someone else must not keep receiving check-ins with a coach's name an
   before (`after_delivery_failure`, from the status callbacks and the send's own answer);
 - while it is open nothing automated goes to that person (bot.services.sendability: the hold
   `number_changed`); a staff reply may, after a warning in the reply form;
-- it resolves when a coordinator confirms the number (`confirm_number`) or changes it
-  (`change_number`): the old number stays in `phone_changes`, and the change is audited;
+- it resolves when a coordinator confirms the number (`confirm_number`, audited) or changes it
+  (`change_number`): the change goes through bot.services.participants_editing.change_phone,
+  so the old number stays in the one phone history (`participant_phone_history`), texts not
+  yet sent go to the new number, and the change is audited;
 - a delivered text to a number resolves its open `delivery_failed` flag (`on_delivered`).
 """
 
@@ -22,11 +24,11 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.bulk import in_ids
 from bot.log import mask_phone
-from bot.models import Flag, OutboundMessage, Participant, PhoneChange
+from bot.models import Flag, OutboundMessage, Participant
 from bot.phones import normalize_phone
+from bot.services import participants_editing
 from bot.services.audit import record
 from bot.services.flags import raise_flag, resolve_flag
-from bot.services.outbox import status as outbox_status
 
 REASON = "number_changed"
 # Carrier answers that a number is unreachable, unknown or no longer in service.
@@ -152,8 +154,13 @@ def on_delivered(session: Session, message: OutboundMessage, now: datetime) -> b
     return True
 
 
+def _note(what: str, note: str) -> str:
+    """The flag's resolution note: what was done, and the coordinator's own words if any."""
+    return f"{what} {note.strip()[:500]}" if note.strip() else what
+
+
 def _resolve(
-    session: Session, participant: Participant, note: str, *, user_id: int, now: datetime
+    session: Session, participant: Participant, note: str, user_id: int, now: datetime
 ) -> None:
     flag = open_flag(session, participant.id)
     if flag is not None:
@@ -162,19 +169,10 @@ def _resolve(
 
 def confirm_number(
     session: Session, participant: Participant, *, user_id: int, now: datetime, note: str = ""
-) -> PhoneChange:
-    """A coordinator checked the number is still the person's: recorded and audited, and the
-    `number_changed` flag resolves (automation resumes)."""
-    change = PhoneChange(
-        participant_id=participant.id,
-        kind="confirmed",
-        old_phone=participant.phone,
-        new_phone=participant.phone,
-        at=now,
-        by_user_id=user_id,
-        note=note.strip()[:500] or None,
-    )
-    session.add(change)
+) -> None:
+    """A coordinator checked the number is still the person's: audited, and the
+    `number_changed` flag resolves (automation resumes). The number did not change, so the
+    phone history gets nothing."""
     record(
         session,
         now=now,
@@ -183,9 +181,8 @@ def confirm_number(
         user_id=user_id,
         participant_id=participant.id,
     )
-    _resolve(session, participant, "Number confirmed by a coordinator.", user_id=user_id, now=now)
+    _resolve(session, participant, _note("Number confirmed by a coordinator.", note), user_id, now)
     session.flush()
-    return change
 
 
 def change_number(
@@ -196,10 +193,11 @@ def change_number(
     user_id: int,
     now: datetime,
     note: str = "",
-) -> PhoneChange:
-    """Give the person a new number (E.164, already normalised by the caller or here): the old
-    one is kept in `phone_changes`, the change audited (masked numbers only), and the
-    `number_changed` flag resolves. Refused when the number belongs to someone else."""
+) -> None:
+    """Give the person a new number (normalised to E.164 here) through
+    participants_editing.change_phone: the old one is kept in the phone history, texts not yet
+    sent are readdressed, the change audited (masked numbers only), and the `number_changed`
+    flag resolves. Refused when the number belongs to someone else."""
     try:
         phone = normalize_phone(new_phone)
     except ValueError as exc:
@@ -211,16 +209,6 @@ def change_number(
     )
     if taken is not None:
         raise NumberError("another participant has that number")
-    change = PhoneChange(
-        participant_id=participant.id,
-        kind="changed",
-        old_phone=participant.phone,
-        new_phone=phone,
-        at=now,
-        by_user_id=user_id,
-        note=note.strip()[:500] or None,
-    )
-    session.add(change)
     record(
         session,
         now=now,
@@ -230,20 +218,8 @@ def change_number(
         participant_id=participant.id,
         detail={"old": mask_phone(participant.phone), "new": mask_phone(phone)},
     )
-    participant.phone = phone
-    participant.updated_at = now
-    # Texts already queued go to the new number, never to the old one.
-    outbox_status.readdress_pending(session, participant.id, participant.address)
-    _resolve(session, participant, "Number changed by a coordinator.", user_id=user_id, now=now)
-    session.flush()
-    return change
-
-
-def history(session: Session, participant_id: int) -> list[PhoneChange]:
-    return list(
-        session.scalars(
-            select(PhoneChange)
-            .where(PhoneChange.participant_id == participant_id)
-            .order_by(PhoneChange.at.desc(), PhoneChange.id.desc())
-        )
+    participants_editing.change_phone(
+        session, participant, phone, kind="edited", now=now, user_id=user_id
     )
+    _resolve(session, participant, _note("Number changed by a coordinator.", note), user_id, now)
+    session.flush()

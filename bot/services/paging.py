@@ -8,7 +8,9 @@ or why the flag was raised (DESIGN.md, Precise rules, "Pages"). The escalation l
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -29,13 +31,19 @@ log = logging.getLogger(__name__)
 PAGE_LANGUAGE = "en"
 
 
+# What a program-level flag (no participant, no number) is about, as a page names it.
+PROGRAM_LABELS = {"twilio_account": "the Twilio account"}
+
+
 def page_label(session: Session, flag: Flag) -> str:
-    """Who the flag is about, as staff see it in a page: the participant's label, or the masked
-    number of an unknown sender."""
+    """Who the flag is about, as staff see it in a page: the participant's label, the masked
+    number of an unknown sender, or what a program-level flag is about."""
     if flag.participant_id is not None:
         participant = session.get(Participant, flag.participant_id)
         if participant is not None:
             return participant.label
+    if flag.sender_address is None:
+        return PROGRAM_LABELS.get(flag.reason, "the program")
     return mask_phone(flag.sender_address) or "an unknown number"
 
 
@@ -148,3 +156,110 @@ def ladder_recipients(session: Session, flag: Flag, step_name: str) -> list[User
             )
         )
     raise ValueError(f"unknown ladder step {step_name!r}")
+
+
+@dataclass
+class _Waiting:
+    flag: Flag
+    user: User
+    step: int
+
+
+@dataclass
+class PageBatch:
+    """Pages collected over one ladder pass and sent as one text per person (issue 17.8): many
+    flags for one coach in one pass become one page that counts them ("urgent flag for Sam R.
+    and 19 more"), linking to the queue instead of one flag. A person with one flag gets the
+    usual page. Urgent and high pages are counted apart (high ones wait for the morning)."""
+
+    waiting: dict[tuple[int, bool], list[_Waiting]] = field(default_factory=dict)
+
+    def add(
+        self, session: Session, *, flag: Flag, user: User, step: int, now: datetime, config: Config
+    ) -> datetime | None:
+        """Collect a page; returns when it will go, or None (and `page_skipped`) when the
+        person cannot be texted, as page_user does."""
+        if not user.active or not user.phone:
+            page_user(session, flag=flag, user=user, step=step, now=now, config=config)
+            return None
+        urgent = flag.severity == "urgent"
+        self.waiting.setdefault((user.id, urgent), []).append(_Waiting(flag, user, step))
+        return _send_after(session, urgent, now, config)
+
+    def flush(self, session: Session, *, now: datetime, config: Config) -> int:
+        """Enqueue the collected pages; returns how many texts that made."""
+        texts = 0
+        for (_user_id, urgent), pages in self.waiting.items():
+            texts += 1
+            if len(pages) == 1:
+                page = pages[0]
+                page_user(
+                    session, flag=page.flag, user=page.user, step=page.step, now=now, config=config
+                )
+                continue
+            _page_many(session, pages, urgent=urgent, now=now, config=config)
+        self.waiting.clear()
+        return texts
+
+
+def _send_after(session: Session, urgent: bool, now: datetime, config: Config) -> datetime:
+    if urgent:
+        return now
+    quiet = get_setting(session, "quiet_hours")
+    return next_quiet_end(now, config.zone, parse_hhmm(quiet["start"]), parse_hhmm(quiet["end"]))
+
+
+def _page_many(
+    session: Session, pages: list[_Waiting], *, urgent: bool, now: datetime, config: Config
+) -> None:
+    user = pages[0].user
+    assert user.phone is not None
+    keys = ",".join(f"{p.flag.id}:{p.step}" for p in sorted(pages, key=lambda p: p.flag.id))
+    digest = hashlib.sha256(keys.encode()).hexdigest()[:24]
+    first = min(pages, key=lambda p: p.flag.id)
+    body = render_message(
+        session,
+        "coach_page",
+        PAGE_LANGUAGE,
+        {
+            "severity": "urgent" if urgent else "high",
+            "participant_label": f"{page_label(session, first.flag)} and {len(pages) - 1} more",
+            "dashboard_url": f"{config.public_base_url}/",
+            "program_name": config.program_name,
+        },
+    )
+    result = enqueue(
+        session,
+        idempotency_key=f"pages:{user.id}:{digest}",
+        purpose="page",
+        channel="sms",
+        to_address=user.phone,
+        body=body,
+        now=now,
+        send_after=_send_after(session, urgent, now, config),
+        user_id=user.id,
+        ignore_quiet_hours=urgent,
+    )
+    if not result.created:
+        return
+    for page in pages:
+        add_event(
+            session,
+            page.flag,
+            "paged",
+            now=now,
+            detail={
+                "step": page.step,
+                "user_id": user.id,
+                "outbound_message_id": result.message.id,
+                "with_other_flags": len(pages) - 1,
+            },
+        )
+    log_event(
+        log,
+        "page.enqueued_together",
+        user_id=user.id,
+        to=mask_phone(user.phone),
+        flags=len(pages),
+        severity="urgent" if urgent else "high",
+    )

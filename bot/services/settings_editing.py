@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import Participant, PlannedContact
+from bot.models import PlannedContact
 from bot.services import contacts as planned_contacts
 from bot.services.audit import record
+from bot.services.replan import request_replan_of_active
 from bot.services.settings import all_settings, set_setting
 from bot.timeutil import parse_hhmm
 
@@ -230,12 +231,7 @@ def save_settings(
         return SettingsSaved(changed, 0, 0, 0, replanned=False)
     before = _future_planned(session, now)
     cancelled = planned_contacts.cancel_future(session, now, "settings changed")
-    session.execute(
-        update(Participant)
-        .where(Participant.status == "active")
-        .values(plan_version=Participant.plan_version + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    request_replan_of_active(session, now)
     session.flush()
     if planner is None:
         return SettingsSaved(changed, cancelled, 0, cancelled, replanned=False)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from bot.bulk import in_ids
 from bot.models import InboundMessage, WhatsAppTemplate
-from bot.services.flags import raise_flag
+from bot.services.flags import raise_program_flag
 
 # WhatsApp's customer-service window, from the person's last message.
 WINDOW = timedelta(hours=24)
@@ -83,7 +83,7 @@ def variables_for(mapping: WhatsAppTemplate, context: Mapping[str, str]) -> str:
 
 def template_missing(session: Session, now: datetime, detail: dict[str, Any]) -> None:
     """Raise (or count another occurrence of) the one program-level flag for coordinators."""
-    raise_flag(session, reason=FLAG_REASON, now=now, detail=detail)
+    raise_program_flag(session, reason=FLAG_REASON, now=now, detail=detail)
 
 
 class MappingRefused(ValueError):

@@ -34,6 +34,10 @@ class TransportError(Exception):
     `permanent`: retrying cannot help (opted out at the carrier, invalid number ...).
     `request_sent`: the request may have reached the provider (a timeout after sending), so the
     outcome is unknown and a retry could send the text twice.
+    `account`: the provider refused because of the account, not the message (authentication,
+    a suspended account, a region it may not send to): the message is not at fault and is kept
+    for later (bot.services.outbox.account_errors). `halt`: nothing else can be sent either
+    (authentication, suspension): the send pass stops.
     """
 
     def __init__(
@@ -44,8 +48,12 @@ class TransportError(Exception):
         code: int | None = None,
         request_sent: bool = False,
         retry_after: float | None = None,
+        account: bool = False,
+        halt: bool = False,
     ) -> None:
         super().__init__(message)
+        self.account = account
+        self.halt = halt
         self.permanent = permanent
         self.code = code
         self.request_sent = request_sent

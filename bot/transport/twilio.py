@@ -26,8 +26,16 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
 # Twilio error codes that no retry can fix (DESIGN.md: not retried).
-PERMANENT_CODES = frozenset({21211, 21408, 21610, 21612, 21614, 21606, 21608, 21617, 63016})
+PERMANENT_CODES = frozenset({21211, 21610, 21612, 21614, 21606, 21608, 21617, 63016})
 RETRYABLE_CODES = frozenset({20429, 20500, 20503})
+# Errors about the account, not the message (issue 17.4): nothing can be sent until someone
+# fixes the account: 20003 authentication failed (HTTP 401: a wrong or rotated auth token),
+# 20005 account not active (suspended or closed), 20404 on the Messages path of an account
+# (the account does not exist).
+ACCOUNT_HALT_CODES = frozenset({20003, 20005, 20404})
+# 21408: the account may not send to the recipient's region (geo permissions): an account
+# setting, but only texts to that region are refused, so the others still go.
+ACCOUNT_CODES = ACCOUNT_HALT_CODES | {21408}
 
 
 class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -178,6 +186,14 @@ def _unknown_outcome(exc: Exception) -> TransportError:
 def _classify_rest_error(exc: TwilioRestException, retry_after: float | None) -> TransportError:
     code = int(exc.code) if exc.code is not None else None
     status = int(exc.status)
+    if status == 401 or code in ACCOUNT_CODES:
+        return TransportError(
+            f"twilio account error {code} (HTTP {status})",
+            permanent=False,
+            code=code,
+            account=True,
+            halt=status == 401 or code in ACCOUNT_HALT_CODES,
+        )
     retryable = status == 429 or status >= 500 or code in RETRYABLE_CODES
     permanent = not retryable and (code in PERMANENT_CODES or 400 <= status < 500)
     return TransportError(

@@ -7,7 +7,7 @@ import secrets
 from flask import Flask
 
 from bot.config import Config, load_config
-from bot.db import make_engine, make_session_factory
+from bot.db import WEB_TIMEOUTS, make_engine, make_session_factory
 from bot.log import configure_logging
 from bot.transport.base import Transport
 from bot.transport.factory import make_transport
@@ -18,14 +18,20 @@ from . import (
     auth,
     flags,
     health,
+    imports,
     input_guard,
+    ladder_banner,
     message_templates,
     numbers,
+    outage,
     participants,
+    people,
     program_settings,
     queue,
     reports,
     simulator,
+    staff,
+    unknown,
     webhook,
 )
 from .context import AppState, close_db
@@ -47,26 +53,32 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
         SESSION_COOKIE_SECURE=config.public_base_url.startswith("https://"),
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    engine = make_engine(config.database_url)
+    engine = make_engine(config.database_url, timeouts=WEB_TIMEOUTS)
     app.extensions["checkin"] = AppState(
         config=config,
         engine=engine,
         sessions=make_session_factory(engine),
         transport=transport or make_transport(config),
         # The factory is where the layers meet: services never import the scheduler, so the
-        # settings page is handed the planner here.
+        # settings page and participant editing are handed the planner here.
         planner=plan,
     )
     app.teardown_appcontext(close_db)
     input_guard.init_app(app)  # before the blueprints: it bounds their <int:...> ids
+    outage.init_app(app)
+    ladder_banner.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhook.bp)
     auth.init_app(app)
     app.register_blueprint(queue.bp)
     app.register_blueprint(participants.bp)
+    app.register_blueprint(people.bp)
+    app.register_blueprint(unknown.bp)
     app.register_blueprint(flags.bp)
     app.register_blueprint(numbers.bp)
     app.register_blueprint(admin.bp)
+    imports.init_app(app)
+    app.register_blueprint(staff.bp)
     for coordinator_bp in (message_templates.bp, program_settings.bp, reports.bp, simulator.bp):
         app.register_blueprint(coordinator_bp)
     return app

@@ -8,9 +8,8 @@ exempt from CSRF: they are authenticated by Twilio's signature, not by a browser
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -41,6 +40,7 @@ from bot.services.login import (
     MAX_FAILED_LOGINS,
     attempt_login,
 )
+from bot.services.staff_sessions import end_session, session_user, start_session
 
 from . import ui
 from .context import db, state, utcnow
@@ -50,7 +50,8 @@ R = TypeVar("R")
 
 # Blueprints reachable without a dashboard login; "webhook" is also exempt from CSRF.
 PUBLIC_BLUEPRINTS = frozenset({"health", "webhook"})
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "static"})
+# A reset link is its own credential (bot/services/passwords.py).
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "staff.reset_password", "static"})
 CSRF_EXEMPT_BLUEPRINTS = frozenset({"webhook"})
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -68,25 +69,33 @@ CONTENT_SECURITY_POLICY = "; ".join(
     )
 )
 
+SIGN_IN_REFUSED = (
+    "That email and password do not match an account that can sign in. "
+    f"After {MAX_FAILED_LOGINS} wrong passwords in a row an account is locked for "
+    f"{LOCK_MINUTES} minutes; your admin can unlock it or give you a link to set a new password."
+)
+
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 
 
 class Staff(UserMixin):  # type: ignore[misc]
-    """The logged-in user as Flask-Login sees it; `.user` is the row in this request's session."""
+    """The logged-in user as Flask-Login sees it; `.user` is the row in this request's session
+    and `.token` the sign-in it came with (bot/services/staff_sessions.py)."""
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, token: str) -> None:
         self.user = user
+        self.token = token
         self.id = user.id
         self.email = user.email
         self.name = user.name
         self.role = user.role
 
     def get_id(self) -> str:
-        # The password hash's fingerprint is part of the session id: changing a password ends
-        # every other session of that user.
-        return f"{self.user.id}.{_fingerprint(self.user.password_hash)}"
+        # The cookie names the sign-in held on the server: once that row is gone (sign-out,
+        # a password change or reset), a saved copy of the cookie opens nothing.
+        return f"{self.user.id}.{self.token}"
 
     @property
     def is_active(self) -> bool:
@@ -105,18 +114,12 @@ class Staff(UserMixin):  # type: ignore[misc]
         return self.user.role == "admin"
 
 
-def _fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
 def load_user(session_id: str) -> Staff | None:
-    user_id, _, fingerprint = session_id.partition(".")
-    if not user_id.isdigit():
+    user_id, _, token = session_id.partition(".")
+    if not user_id.isdigit() or len(user_id) > 18 or not token or len(token) > 100:
         return None
-    user = db().get(User, int(user_id))
-    if user is None or not user.active or _fingerprint(user.password_hash) != fingerprint:
-        return None
-    return Staff(user)
+    user = session_user(db(), int(user_id), token, utcnow())
+    return None if user is None else Staff(user, token)
 
 
 def current_staff() -> Staff:
@@ -155,11 +158,6 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _local_clock(instant: datetime) -> str:
-    local = instant.astimezone(state().config.zone)
-    return local.strftime("%I:%M %p").lstrip("0")
-
-
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: `next` must never send someone to another host after login."""
     if not target:
@@ -194,39 +192,27 @@ def login() -> str | WerkzeugResponse | tuple[str, int]:
             f"Wait {ADDRESS_WINDOW_MINUTES} minutes, then try again."
         )
         return render_template("login.html", email=email, error=error), 429
-    session_db.commit()
-    if attempt.outcome == "locked":
-        assert attempt.locked_until is not None
-        error = (
-            f"This account is locked after {MAX_FAILED_LOGINS} wrong passwords. "
-            f"Try again after {_local_clock(attempt.locked_until)}, or ask an admin to help."
-        )
-        return render_template("login.html", email=email, error=error), 423
-    if attempt.outcome == "failed":
-        error = "That email and password do not match an active account."
-        if attempt.locked_now:
-            assert attempt.locked_until is not None
-            error = (
-                f"That was the {MAX_FAILED_LOGINS}th wrong password, so this account is "
-                f"locked for {LOCK_MINUTES} minutes (until {_local_clock(attempt.locked_until)})."
-                " Ask an admin if you need in sooner."
-            )
-        elif attempt.tries_left is not None:
-            left = attempt.tries_left
-            error += f" {left} more wrong {'try' if left == 1 else 'tries'} will lock it."
-        return render_template("login.html", email=email, error=error), 401
+    if attempt.outcome != "ok":
+        # Unknown email, wrong password, locked or deactivated account: one answer for all,
+        # so the page tells a guesser nothing about the account (issue 17.6).
+        session_db.commit()
+        return render_template("login.html", email=email, error=SIGN_IN_REFUSED), 401
     assert attempt.user is not None
     user = attempt.user
+    token = start_session(session_db, user, utcnow())
+    session_db.commit()
     target = _safe_next(request.args.get("next"))
     # A fresh session at login, so a session id planted before login is worthless after it.
     session.clear()
-    login_user(Staff(user))
+    login_user(Staff(user, token))
     return redirect(target)
 
 
 @bp.post("/logout")
 def logout() -> WerkzeugResponse:
     if current_user.is_authenticated:
+        # The sign-in ends on the server: a saved copy of the cookie is refused from now on.
+        end_session(db(), current_staff().token)
         record(
             db(),
             now=utcnow(),
@@ -347,6 +333,7 @@ NAV: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/templates", "Messages", ("coordinator", "admin")),
     ("/settings", "Settings", ("coordinator", "admin")),
     ("/reports", "Reports", ("coordinator", "admin")),
+    ("/imports", "Imports", ("coordinator", "admin")),
     ("/users", "Users", ("admin",)),
     ("/audit", "Audit", ("admin",)),
 )

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.db import make_probe_engine
+from bot.services import spool
 from bot.services.heartbeat import STALE_AFTER, WorkerState, worker_state
 
 from .context import db, state, utcnow
@@ -69,19 +70,16 @@ def _read_worker(engine: Engine, now: datetime) -> WorkerState:
 
 
 def spool_summary(spool_dir: Path) -> dict[str, Any]:
-    """How many texts wait in the spool and since when. Until the spool is written (issue 17.2)
-    this counts the files in SPOOL_DIR, oldest by modification time."""
+    """How many texts wait in the spool (bot.services.spool) and since when: its files, the
+    oldest by modification time (when it was written: the text's arrival)."""
     oldest: float | None = None
     count = 0
-    try:
-        entries = list(os.scandir(spool_dir))
-    except OSError:  # not there yet: nothing spooled
-        entries = []
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.is_file():
+    for path in spool.waiting(spool_dir):
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:  # replayed meanwhile
             continue
         count += 1
-        mtime = entry.stat().st_mtime
         oldest = mtime if oldest is None else min(oldest, mtime)
     return {
         "texts": count,

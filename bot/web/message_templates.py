@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bot.models import Template, WhatsAppTemplate
 from bot.services import whatsapp_window
 from bot.services.audit import record
+from bot.services.template_groups import grouped
 from bot.services.templates import (
     LANGUAGE_NAMES,
     TemplateRefused,
@@ -40,20 +39,17 @@ def _template(template_id: int) -> Template:
 @bp.get("/templates")
 @roles_required(*EDITORS)
 def index() -> ResponseReturnValue:
-    return _render_index({}, {}, None, 200)
+    return _render_index({}, None, 200)
 
 
-def _render_index(
-    groups: dict[str, list[Any]], form: dict[str, str], error: str | None, status: int
-) -> tuple[str, int]:
-    if not groups:
-        for row in list_templates(db()):
-            groups.setdefault(row.key, []).append(row)
+def _render_index(form: dict[str, str], error: str | None, status: int) -> tuple[str, int]:
+    rows = list_templates(db())
     return (
         render_template(
             "message_templates.html",
             title="Messages",
-            groups=groups,
+            groups=grouped(rows),
+            template_rows=rows,
             describe_key=describe_key,
             language_names=LANGUAGE_NAMES,
             whatsapp=whatsapp_window.list_mappings(db()),
@@ -93,7 +89,7 @@ def map_whatsapp() -> ResponseReturnValue:
         )
     except whatsapp_window.MappingRefused as refused:
         session.rollback()
-        return _render_index({}, form, str(refused), 422)
+        return _render_index(form, str(refused), 422)
     record(
         session,
         now=utcnow(),

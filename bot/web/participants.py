@@ -12,22 +12,24 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import ColumnElement, String, cast, func, or_, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from bot.models import Appointment, Flag, Participant, User
+from bot.models import Appointment, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.services import coach_reply, inbox, numbers
 from bot.services import conversation as conv
+from bot.services import participant_list as plist
+from bot.services import participants_editing as editing
 from bot.services.audit import record
-from bot.services.caseload import caseload_clause, get_visible_participant
+from bot.services.caseload import get_visible_participant
 from bot.services.consent import consent_history
 from bot.services.csv_export import SafeWriter
 from bot.services.flags import OUTCOMES
 from bot.services.queue import reason_label, time_since
 
 from .auth import current_staff
-from .context import db, utcnow
+from .context import db, state, utcnow
 
 bp = Blueprint("participants", __name__)
 PAGE_SIZE = 50
@@ -71,78 +73,57 @@ def participant_or_404(participant_id: int) -> Participant:
     return participant
 
 
-def _search_query(q: str) -> Any:
-    query = select(Participant, User.name).outerjoin(User, Participant.coach_id == User.id)
-    query = query.where(caseload_clause(current_staff(), db()))
-    q = q.strip()
-    if q:
-        like = f"%{q.lower()}%"
-        digits = "".join(c for c in q if c.isdigit())
-        conditions: list[ColumnElement[bool]] = [
-            func.lower(Participant.first_name).like(like),
-            func.lower(Participant.external_id).like(like),
-        ]
-        if len(digits) >= 3:
-            conditions.append(Participant.phone.like(f"%{digits}%"))
-        if q.isdigit():
-            conditions.append(cast(Participant.id, String) == q)
-        query = query.where(or_(*conditions))
-    return query
-
-
 @bp.get("/participants")
 def index() -> str:
+    session = db()
+    staff = current_staff()
     q = request.args.get("q", "")
-    status = request.args.get("status", "")
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = _search_query(q)
-    if status in ("active", "paused", "opted_out", "closed"):
-        query = query.where(Participant.status == status)
-    total = db().scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = (
-        db()
-        .execute(
-            query.order_by(Participant.first_name, Participant.id)
-            .limit(PAGE_SIZE)
-            .offset((page - 1) * PAGE_SIZE)
-        )
-        .all()
+    state = request.args.get("status", "")
+    coach = request.args.get("coach", "")
+    sort = request.args.get("sort", "name")
+    sort = sort if sort in plist.SORTS else "name"
+    page = plist.list_participants(
+        session,
+        staff,
+        now=utcnow(),
+        q=q,
+        state=state,
+        coach=coach,
+        sort=sort,
+        page=max(request.args.get("page", 1, type=int) or 1, 1),
     )
-    open_flags: dict[int, int] = {}
-    ids = [row.Participant.id for row in rows]
-    if ids:
-        open_flags = {
-            pid: int(n)
-            for pid, n in db().execute(
-                select(Flag.participant_id, func.count())
-                .where(Flag.participant_id.in_(ids), Flag.state != "resolved")
-                .group_by(Flag.participant_id)
-            )
-            if pid is not None
-        }
     # The list shows names: a search or a page of it is a view worth recording.
     if q:
-        audit("participants.search", None, {"query": q[:80], "results": int(total)})
+        audit("participants.search", None, {"query": q[:80], "results": page.total})
     else:
-        audit("participants.list", None, {"page": page, "results": int(total)})
-    db().commit()
+        audit("participants.list", None, {"page": page.page, "results": page.total})
+    session.commit()
     return render_template(
         "participants.html",
         title="Participants",
-        rows=rows,
-        total=total,
+        rows=page.rows,
+        total=page.total,
         q=q,
-        status=status,
-        page=page,
-        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
-        open_flags=open_flags,
+        status=state,
+        coach=coach,
+        sort=sort,
+        page=page.page,
+        pages=page.pages,
+        states=plist.STATES,
+        sorts=plist.SORTS,
+        coach_filter=plist.coach_filter_choices(session, staff),
+        no_coach=plist.NO_COACH,
+        coaches=editing.coach_choices(session) if staff.sees_everyone else [],
+        now=utcnow(),
     )
 
 
 @bp.get("/participants.csv")
 def export() -> Response:
     """The caseload as CSV (the same SQL filter as the list)."""
-    rows = db().execute(_search_query("").order_by(Participant.external_id)).all()
+    rows = (
+        db().execute(plist.filtered(db(), current_staff()).order_by(Participant.external_id)).all()
+    )
     out = io.StringIO()
     writer = SafeWriter(out)  # a name like "=HYPERLINK(...)" must not run in a spreadsheet
     writer.writerow(
@@ -151,7 +132,15 @@ def export() -> Response:
     for row in rows:
         p: Participant = row.Participant
         writer.writerow(
-            [p.external_id, p.first_name, p.phone, p.status, p.language, p.timezone, row.name or ""]
+            [
+                p.external_id,
+                p.first_name,
+                p.phone,
+                p.status,
+                p.language,
+                p.timezone,
+                row.coach_name or "",
+            ]
         )
     audit("participants.export", None, {"rows": len(rows)})
     db().commit()
@@ -187,10 +176,15 @@ def _detail_page(
     reply_body: str = "",
     reply_error: str | None = None,
     reply_when: str | None = None,
+    edit_values: dict[str, str] | None = None,
+    edit_errors: dict[str, str] | None = None,
+    close_error: str | None = None,
 ) -> str:
-    """The conversation page; after a refused reply, with the typed text and the reason."""
+    """The conversation page; after a refused reply, with the typed text and the reason; after
+    a refused edit or close (coordinators), with the typed values and the reasons."""
     session = db()
     now = utcnow()
+    staff = current_staff()
     thread, more = conv.load_thread(session, participant, before=before)
     open_flags, resolved_flags = conv.flags_for(session, participant)
     coach = session.get(User, participant.coach_id) if participant.coach_id else None
@@ -228,7 +222,31 @@ def _detail_page(
         reason_label=reason_label,
         max_reply=conv.MAX_REPLY_CHARS,
         time_since=time_since,
+        enrolment=editing.enrolment_history(session, participant),
+        phone_history=editing.phone_history(session, participant) if staff.sees_everyone else [],
+        edit=(
+            people_form(edit_values or editing.form_values(participant), edit_errors or {})
+            if staff.sees_everyone
+            else None
+        ),
+        close_error=close_error,
     )
+
+
+def people_form(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    """What the participant form's template needs (the new-participant page and the edit form
+    on the conversation page share it): values, errors and the choices of each list."""
+    session = db()
+    zones = list(COMMON_ZONES)
+    for zone in (values.get("timezone"), state().config.program_timezone):
+        if zone and zone not in zones:
+            zones.append(zone)
+    return {
+        "values": values,
+        "errors": errors,
+        "zones": zones,
+        "coaches": editing.coach_choices(session),
+    }
 
 
 def _back(participant: Participant, anchor: str = "") -> WerkzeugResponse:

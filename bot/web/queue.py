@@ -3,7 +3,17 @@ polls to stay current without a reload; and "no reply needed" for a waiting conv
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import InboundMessage
@@ -95,4 +105,6 @@ def no_reply_needed(message_id: int) -> WerkzeugResponse:
         flash("Marked: no reply needed.", "success")
     else:
         flash("Nothing was waiting for a reply there any more.", "info")
+    if request.form.get("back") == "unknown" and message.participant_id is None:
+        return redirect(f"/unknown/{message.id}")
     return redirect("/")

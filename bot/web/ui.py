@@ -7,7 +7,26 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
+from bot.services.delivery_errors import describe_error
 from bot.services.queue import reason_label
+
+# Plain names for the zones the participant form offers first.
+ZONE_NAMES = {
+    "America/New_York": "Eastern",
+    "America/Chicago": "Central",
+    "America/Denver": "Mountain",
+    "America/Phoenix": "Arizona",
+    "America/Los_Angeles": "Pacific",
+    "America/Anchorage": "Alaska",
+    "Pacific/Honolulu": "Hawaii",
+    "America/Puerto_Rico": "Puerto Rico",
+}
+
+
+def zone_label(zone: str) -> str:
+    """`Eastern (America/New_York)`; a zone without a plain name as it is."""
+    name = ZONE_NAMES.get(zone)
+    return f"{name} ({zone})" if name else zone
 
 
 def local_time(instant: datetime | None, zone: str) -> str:
@@ -51,6 +70,8 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.globals["thread_categories"] = THREAD_CATEGORIES
     app.jinja_env.globals["waiting_count"] = waiting_count
+    app.jinja_env.globals["zone_label"] = zone_label
+    app.jinja_env.filters["error_words"] = describe_error
 
     app.jinja_env.filters["zoneinfo"] = ZoneInfo
     app.jinja_env.filters["dict_without_page"] = without_page

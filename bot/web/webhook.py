@@ -6,11 +6,18 @@ PUBLIC_BASE_URL + path + query string and every value of every form field. Behin
 app may see http://127.0.0.1:8000/..., but Twilio signed the public https URL, which is why the
 URL is rebuilt from PUBLIC_BASE_URL instead of taken from the request. A request that fails the
 check gets 403, is not stored, and leaves one log line (masked number, no body).
+
+When the database does not answer in time (the web app's sessions give up after a few seconds:
+bot.db.WEB_TIMEOUTS), a signed text is kept in the spool on local disk before the answer, which
+still carries the crisis or HELP reply (bot.services.spool); the spool is replayed by the next
+request and by every worker pass.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, request
@@ -20,8 +27,10 @@ from werkzeug.datastructures import MultiDict
 
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
+from bot.services import spool
 from bot.services.delivery import apply_status
 from bot.services.inbound import InboundForm, receive
+from bot.services.inbound_form import MAX_SID, BadForm, field, parse_form
 
 from .context import state, utcnow
 
@@ -31,13 +40,13 @@ bp = Blueprint("webhook", __name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
-# Column sizes of inbound_messages: longer values are not Twilio's and are refused with 400.
-_MAX_SID = 64
-_MAX_ADDRESS = 40
+# How long a webhook request spends replaying the spool before its own text (Twilio waits 15 s;
+# a stuck database makes each replay attempt give up after the web session's timeouts).
+REPLAY_SECONDS = 3.0
 
 
-class BadRequest(ValueError):
-    """A signed request whose form cannot be stored (missing or impossible fields)."""
+# The webhook's name for a form that cannot be stored (answered 400).
+BadRequest = BadForm
 
 
 def twiml(message: str | None = None) -> Response:
@@ -83,50 +92,8 @@ def check_signature() -> Response | None:
     return None
 
 
-def _clean(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL; everything else is kept as posted.
-    return value.replace("\x00", "\ufffd")
-
-
-def _field(form: MultiDict[str, str], *names: str) -> str:
-    for name in names:
-        value = form.get(name)
-        if value is not None and value.strip():
-            return _clean(value.strip())
-    return ""
-
-
-def _num_media(form: MultiDict[str, str]) -> int:
-    raw = form.get("NumMedia", "").strip()
-    # ASCII only: "²" and other Unicode digits pass isdigit() but not int().
-    if raw.isascii() and raw.isdigit():
-        return min(int(raw), 1000)
-    if raw:
-        # Not Twilio's; the text is still stored and processed, counting its media URLs.
-        log_event(log, "webhook.num_media_unparsable", logging.WARNING, length=len(raw))
-    return sum(1 for key in form if key.startswith("MediaUrl"))
-
-
 def parse_inbound(form: MultiDict[str, str]) -> InboundForm:
-    sid = _field(form, "MessageSid", "SmsMessageSid", "SmsSid")
-    sender = _field(form, "From")
-    to = _field(form, "To")
-    if not sid:
-        raise BadRequest("MessageSid is missing")
-    if len(sid) > _MAX_SID:
-        raise BadRequest("MessageSid is too long")
-    if not sender:
-        raise BadRequest("From is missing")
-    if len(sender) > _MAX_ADDRESS or len(to) > _MAX_ADDRESS:
-        raise BadRequest("From or To is too long")
-    return InboundForm(
-        message_sid=sid,
-        from_address=sender,
-        to_address=to,
-        body=_clean(form.get("Body", "")),
-        num_media=_num_media(form),
-        raw_form={key: [_clean(v) for v in form.getlist(key)] for key in form},
-    )
+    return parse_form(form.to_dict(flat=False))
 
 
 @bp.post("/twilio/inbound")
@@ -142,20 +109,70 @@ def inbound() -> Response:
         )
         return Response(f"Bad request: {exc}\n", status=400, mimetype="text/plain")
     app_state = state()
+    config = app_state.config
+    now = utcnow()
+    if spool.has_texts(config.spool_dir):
+        # Texts kept during an outage go first, for a few seconds: a person's texts are
+        # processed in the order they came (bot.services.spool, "Order").
+        spool.replay(
+            app_state.sessions,
+            config.spool_dir,
+            now=now,
+            config=config,
+            deadline=time.monotonic() + REPLAY_SECONDS,
+        )
+    if not spool.has_texts(config.spool_dir):
+        try:
+            outcome = receive(app_state.sessions, parsed, now=now, config=config)
+        except SQLAlchemyError as exc:
+            # The database does not answer (or not in time): the text goes to the spool.
+            log_event(
+                log,
+                "inbound.store_failed",
+                level=logging.ERROR,
+                sid=parsed.message_sid,
+                sender=mask_phone(parsed.from_address),
+                error=type(exc).__name__,
+            )
+        else:
+            return twiml(outcome.reply)
+    return _spool(parsed, now)
+
+
+def _spool(parsed: InboundForm, now: datetime) -> Response:
+    """Keep the signed text on disk and answer what can be answered without the database."""
+    config = state().config
+    reply = spool.offline_reply(parsed.body, config)
+    text = spool.SpooledText(
+        form=spool.form_of(request.form.to_dict(flat=False)),
+        received_at=now,
+        signature=request.headers.get(SIGNATURE_HEADER, ""),
+        url=signed_url(),
+        reply=reply.body if reply is not None else None,
+        reply_purpose=reply.purpose if reply is not None else None,
+    )
     try:
-        outcome = receive(app_state.sessions, parsed, now=utcnow(), config=app_state.config)
-    except SQLAlchemyError as exc:
-        # Could not even store it: say so, so that Twilio tries its fallback URL.
+        spool.spool_text(config.spool_dir, text)
+    except OSError as exc:
+        # Neither the database nor the disk: say so, so that Twilio tries its fallback URL.
         log_event(
             log,
-            "inbound.store_failed",
-            level=logging.ERROR,
+            "inbound.spool_failed",
+            level=logging.CRITICAL,
             sid=parsed.message_sid,
             sender=mask_phone(parsed.from_address),
             error=type(exc).__name__,
         )
         return Response("Service unavailable\n", status=503, mimetype="text/plain")
-    return twiml(outcome.reply)
+    log_event(
+        log,
+        "inbound.spooled",
+        level=logging.WARNING,
+        sid=parsed.message_sid,
+        sender=mask_phone(parsed.from_address),
+        replied=reply is not None,
+    )
+    return twiml(reply.body if reply is not None else None)
 
 
 @bp.post("/twilio/status")
@@ -164,9 +181,10 @@ def status() -> Response:
     if denied is not None:
         return denied
     form = request.form
-    sid = _field(form, "MessageSid", "SmsSid")
-    twilio_status = _field(form, "MessageStatus", "SmsStatus")
-    if not sid or not twilio_status or len(sid) > _MAX_SID:
+    fields = form.to_dict(flat=False)
+    sid = field(fields, "MessageSid", "SmsSid")
+    twilio_status = field(fields, "MessageStatus", "SmsStatus")
+    if not sid or not twilio_status or len(sid) > MAX_SID:
         log_event(log, "webhook.bad_request", level=logging.WARNING, path=request.path)
         return Response("Bad request: MessageSid and MessageStatus are required\n", status=400)
     try:

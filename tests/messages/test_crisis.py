@@ -17,7 +17,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages.crisis import CATEGORIES, CrisisResult, detect_crisis
+from messages.crisis import (
+    CATEGORIES,
+    KEYWORD_REPLY_MAX_WORDS,
+    KINDS,
+    LEARNED_RULE,
+    CrisisResult,
+    detect_crisis,
+    learned_layer_consulted,
+)
 
 SUITE = Path(__file__).with_name("crisis_phrases.tsv")
 MAX_FALSE_POSITIVE_RATE = 0.15
@@ -159,8 +167,12 @@ _WHOLE_MESSAGE_RULES = {"plea_for_help", "whole_message_despair"}
 
 @given(body=st.sampled_from(_CRISIS_MESSAGES), prefix=st.sampled_from(["hey ", "ok so ", "idk "]))
 def test_a_crisis_stays_a_crisis_inside_a_longer_message(body: str, prefix: str) -> None:
-    result = detect_crisis(prefix + body + " tbh")
-    assert result.is_crisis or set(detect_crisis(body).matched) <= _WHOLE_MESSAGE_RULES
+    # A property of the rules (layer one); the learned layer only ever adds alarms to theirs.
+    result = detect_crisis(prefix + body + " tbh", learned=False)
+    assert result.is_crisis or set(detect_crisis(body, learned=False).matched) <= (
+        _WHOLE_MESSAGE_RULES
+    )
+    assert detect_crisis(prefix + body + " tbh").is_crisis or not result.is_crisis
 
 
 @given(body=st.text(max_size=2000))
@@ -168,3 +180,85 @@ def test_any_text_is_classified_without_raising(body: str) -> None:
     result = detect_crisis(body)
     assert result.is_crisis == bool(result.matched) == bool(result.categories)
     assert result.categories <= CATEGORIES
+
+
+# --- the learned layer and the kind of reply ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "les deje una carta en la mesa de la cocina",
+        "gave my little brother my jordans and my chain, he gonna need em more than me",
+    ],
+)
+def test_the_learned_layer_finds_what_no_rule_names(body: str) -> None:
+    assert not detect_crisis(body, learned=False).is_crisis
+    result = detect_crisis(body)
+    assert result.is_crisis and result.matched == (LEARNED_RULE,)
+    assert result.categories and result.categories <= CATEGORIES
+
+
+def test_rules_alone_are_the_first_layer_unchanged() -> None:
+    result = detect_crisis("I want to kill myself, he has a gun", learned=False)
+    assert result.matched == ("kill_myself", "weapon")
+    assert result.kind is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        ("i want to kill myself", "self"),
+        ("ya no quiero vivir", "self"),
+        ("i been cutting again", "self"),
+        ("my brother took too many pills and wont wake up", "overdose"),
+        ("mi hermano se tomo todas las pastillas y no despierta", "overdose"),
+        (
+            "my best friend keeps saying she wants to die and wont answer her phone",
+            "other_in_danger",
+        ),
+        ("mi hermana dice que se quiere morir y se encerro en el cuarto", "other_in_danger"),
+        ("my ex said hes gonna kill me, hes outside", "violence"),
+        ("mi ex me va a matar, esta afuera", "violence"),
+        ("im gonna kill him when he gets home", "violence"),
+    ],
+)
+def test_a_crisis_says_which_reply_fits(body: str, kind: str) -> None:
+    result = detect_crisis(body)
+    assert result.is_crisis and result.kind == kind
+
+
+def test_a_calm_message_has_no_kind() -> None:
+    assert detect_crisis("see you tuesday").kind is None
+
+
+@given(body=st.text(max_size=500))
+def test_a_crisis_always_has_a_kind_and_a_calm_message_none(body: str) -> None:
+    result = detect_crisis(body)
+    assert (result.kind in KINDS) if result.is_crisis else result.kind is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "I can't make it",
+        "sorry I can't make it tomorrow, my ride fell through",
+        "no voy a poder",
+        "please stop",
+        "unsubscribe me",
+        "yes I'll be there",
+    ],
+)
+def test_a_keyword_reply_goes_the_keyword_way(body: str) -> None:
+    assert not learned_layer_consulted(body)
+    assert not detect_crisis(body).is_crisis
+
+
+def test_a_long_text_with_a_keyword_in_it_is_still_read_by_the_learned_layer() -> None:
+    body = "stop texting me, i already gave my stuff away and wrote letters to everyone i love"
+    assert len(body.split()) > KEYWORD_REPLY_MAX_WORDS
+    assert learned_layer_consulted(body)
+
+
+def test_a_keyword_reply_with_a_rule_s_words_is_still_a_crisis() -> None:
+    assert detect_crisis("stop texting me, I want to kill myself").is_crisis

@@ -5,9 +5,11 @@ import pytest
 from messages.defaults import (
     APPOINTMENT_KINDS,
     CHECKIN_VARIANTS,
+    CRISIS_KEYS,
     LANGUAGES,
     REMINDER_OFFSETS,
     checkin_variant_key,
+    crisis_key,
     default_templates,
     describe_key,
     next_appointment_key,
@@ -38,6 +40,9 @@ def test_template_keys_are_in_display_order() -> None:
         "opt_out_confirm",
         "opt_in_confirm",
         "crisis",
+        "crisis.overdose",
+        "crisis.other_in_danger",
+        "crisis.violence",
         "unknown_sender",
         "confirm_ack",
         "decline_ack",
@@ -48,7 +53,7 @@ def test_template_keys_are_in_display_order() -> None:
         "resume_confirm",
         "coach_page",
     ]
-    assert len(keys) == len(set(keys)) == 5 + 21 + 8 + 4 + 7
+    assert len(keys) == len(set(keys)) == 5 + 21 + 11 + 4 + 7
 
 
 def test_there_is_a_default_for_every_key_and_language() -> None:
@@ -67,21 +72,70 @@ def test_every_default_validates_and_renders_with_the_sample(key: str, language:
     assert len(text) <= 480
 
 
+# The overdose reply answers a person's own words about an overdose, and naming the medicine
+# that reverses one can save a life; it is the one default that names a listed word.
+SENSITIVE_BY_DESIGN = {
+    ("crisis.overdose", "en"): ["naloxone", "narcan"],
+    ("crisis.overdose", "es"): ["narcan"],
+}
+
+
 @pytest.mark.parametrize(("key", "language"), ALL)
 def test_no_default_contains_a_sensitive_term(key: str, language: str) -> None:
-    assert find_sensitive_terms(DEFAULTS[(key, language)]) == []
-    assert find_sensitive_terms(_render(key, language)) == []
+    expected = SENSITIVE_BY_DESIGN.get((key, language), [])
+    assert find_sensitive_terms(DEFAULTS[(key, language)]) == expected
+    assert find_sensitive_terms(_render(key, language)) == expected
+
+
+CRISIS_REPLIES = ["crisis", *CRISIS_KEYS.values()]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_crisis_reply_names_988_and_911(language: str) -> None:
-    text = _render("crisis", language)
+@pytest.mark.parametrize("key", CRISIS_REPLIES)
+def test_every_crisis_reply_names_988_and_911(key: str, language: str) -> None:
+    text = _render(key, language)
     assert "988" in text
     assert "911" in text
 
 
-def test_spanish_crisis_reply_says_to_text_ayuda_to_988() -> None:
-    assert "envía AYUDA al 988" in _render("crisis", "es")
+@pytest.mark.parametrize("key", CRISIS_REPLIES)
+def test_spanish_crisis_replies_say_to_text_ayuda_to_988(key: str) -> None:
+    assert "AYUDA al 988" in _render(key, "es")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_overdose_reply_names_911_first_then_naloxone(language: str) -> None:
+    text = _render("crisis.overdose", language)
+    assert text.index("911") < text.index("988")
+    assert text.index("911") < text.lower().index("nalox")
+    assert "Narcan" in text
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("en", "988 helps people who are worried about someone else too"), ("es", "El 988 también")],
+)
+def test_reply_about_someone_else_says_988_helps_those_worried_about_another(
+    language: str, words: str
+) -> None:
+    assert words in _render("crisis.other_in_danger", language)
+
+
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        ("self", "crisis"),
+        (None, "crisis"),
+        ("overdose", "crisis.overdose"),
+        ("other_in_danger", "crisis.other_in_danger"),
+        ("violence", "crisis.violence"),
+        ("something new", "crisis"),
+    ],
+)
+def test_each_kind_of_crisis_has_its_reply_and_anything_else_the_general_one(
+    kind: str | None, key: str
+) -> None:
+    assert crisis_key(kind) == key
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -180,7 +234,7 @@ def test_english_defaults_are_plain_gsm7(key: str, language: str) -> None:
 
 # Spanish bodies that cannot avoid an accented vowel outside GSM-7 (á í ó ú): the crisis reply
 # keeps "envía AYUDA al 988" (988's own wording) and "estás", "también". Everything else is GSM-7.
-SPANISH_UCS2 = {"crisis"}
+SPANISH_UCS2 = {"crisis", *CRISIS_KEYS.values()}
 
 
 @pytest.mark.parametrize(("key", "language"), PARTICIPANT_FACING)
@@ -215,6 +269,12 @@ MULTI_SEGMENT = {
     ("help", "es"): 2,
     ("crisis", "en"): 2,
     ("crisis", "es"): 4,
+    ("crisis.overdose", "en"): 2,
+    ("crisis.overdose", "es"): 4,
+    ("crisis.other_in_danger", "en"): 2,
+    ("crisis.other_in_danger", "es"): 4,
+    ("crisis.violence", "en"): 2,
+    ("crisis.violence", "es"): 3,
 }
 
 

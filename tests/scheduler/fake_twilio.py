@@ -37,6 +37,11 @@ class FakeTwilio:
         self.lock = threading.Lock()
         # To address -> the Twilio error code its creates are refused with (HTTP 400).
         self.refuse: dict[str, int] = {}
+        # (HTTP status, Twilio error code) to answer every create with, as Twilio does (e.g.
+        # (401, 20003) for a wrong auth token); None: accept. Refused creates are counted in
+        # `refused`, not recorded as arrivals.
+        self.failure: tuple[int, int] | None = None
+        self.refused = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +56,9 @@ class FakeTwilio:
                 at = time.time()
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if fake.failure is not None:
+                    self._refuse(*fake.failure)
+                    return
                 arrival = Arrival(at, self.path, self.headers.get("User-Agent", ""), form)
                 with fake.lock:
                     fake.arrivals.append(arrival)
@@ -62,6 +70,23 @@ class FakeTwilio:
                 )
                 body = json.dumps(answer).encode()
                 self.send_response(400 if code is not None else 201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _refuse(self, status: int, code: int) -> None:
+                with fake.lock:
+                    fake.refused += 1
+                body = json.dumps(
+                    {
+                        "code": code,
+                        "message": "refused by the fake",
+                        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                        "status": status,
+                    }
+                ).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -21,7 +21,7 @@ from bot.models import OutboundMessage
 from bot.services.outbox import enqueue
 from bot.services.outbox.claims import SendCounts, claim_batch
 from bot.transport.base import SendRequest, SendResult
-from scheduler.rate import BATCH, RESERVE_MAX, RateLimiter
+from scheduler.rate import BATCH, RESERVE_MAX, Priority, RateLimiter
 from scheduler.send import send_batch
 from tests.factories import make_participant
 from tests.scheduler.helpers import max_in_window
@@ -261,3 +261,46 @@ def test_claim_batches_follow_the_rate_up_to_batch_and_reservations_stay_small(
     # A rate that is not the limit: big claim batches (few commits), small reservations.
     assert limiter(1_000_000).batch_size() == BATCH > RESERVE_MAX
     assert limiter(1_000_000).reserve_size() == RESERVE_MAX
+
+
+def test_a_routine_sender_leaves_the_next_slot_to_an_urgent_reservation_made_before_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    # The routine sender used a slot; an urgent text arrives before its next one is due. Just
+    # in time, the routine sender had not reserved that next slot yet: the urgent text takes it.
+    clock = SimulatedClock(NOW.timestamp())
+    urgent = RateLimiter(sessions, RATE, clock=clock, sleep=clock.sleep)
+    urgent_slots: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if not urgent_slots:  # the urgent text arrives while the routine sender waits
+            urgent_slots.append(urgent.next_slot())
+
+    routine = RateLimiter(sessions, RATE, clock=clock, sleep=sleep, just_in_time=True)
+    first = routine.next_slot()
+    assert routine.wait_for(first)
+    second = routine.next_slot()
+
+    assert urgent_slots == [pytest.approx(first + routine.interval, abs=1e-5)]
+    assert second == pytest.approx(first + 2 * routine.interval, abs=1e-5)
+
+
+def test_a_routine_sender_waits_for_the_urgent_lane_of_its_process_before_reserving(
+    sessions: sessionmaker[Session],
+) -> None:
+    priority = Priority()
+    routine = RateLimiter(sessions, RATE, just_in_time=True, priority=priority)
+    urgent = RateLimiter(sessions, RATE)
+    slots: dict[str, float] = {}
+    with priority.urgent():
+        waiting = threading.Thread(target=lambda: slots.setdefault("routine", routine.next_slot()))
+        waiting.start()
+        waiting.join(timeout=0.2)
+        assert waiting.is_alive()  # it waits for the lane
+        slots["urgent"] = urgent.next_slot()
+    waiting.join(timeout=30)
+    routine.close()
+    urgent.close()
+
+    assert slots["urgent"] < slots["routine"]

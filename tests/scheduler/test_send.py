@@ -240,6 +240,7 @@ def test_a_claim_abandoned_by_a_dead_worker_becomes_unknown_not_a_second_send(
         message = session.get(OutboundMessage, mid)
         assert message is not None
         message.status, message.claimed_at, message.claimed_by = "sending", now, "dead:1"
+        message.handed_at = now  # handed to the transport: it may have left
     with sessions.begin() as session:
         assert recover_stale(session, now + LEASE - timedelta(seconds=1)) == 0
     _run(sessions, transport, config, now + LEASE + timedelta(seconds=1))
@@ -248,6 +249,42 @@ def test_a_claim_abandoned_by_a_dead_worker_becomes_unknown_not_a_second_send(
         assert message is not None and message.status == "unknown"
         assert session.scalars(select(Flag.reason)).one() == "delivery_unknown"
     assert transport.sent == []
+
+
+def test_a_claim_a_dead_worker_never_handed_over_goes_back_to_pending_and_is_sent_once(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config, now: datetime
+) -> None:
+    mid = _one_message(sessions, now)
+    with sessions.begin() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None
+        message.status, message.claimed_at, message.claimed_by = "sending", now, "dead:1"
+        message.attempts = 1
+    _run(sessions, transport, config, now + LEASE + timedelta(seconds=1))
+    with sessions() as session:
+        message = session.get(OutboundMessage, mid)
+        assert message is not None and message.status == "queued"
+        assert message.attempts == 1  # the dead claim's attempt was given back
+        assert session.scalars(select(Flag.reason)).all() == []
+    assert len(transport.sent) == 1
+
+
+def test_a_stalled_worker_never_sends_a_claim_recovered_as_never_handed(
+    sessions: sessionmaker[Session], transport: SimulatedTransport, config: Config, now: datetime
+) -> None:
+    """Worker A claimed and stalled before handing the claim over; the lease ran out, the row
+    went back to pending and worker B took it. A's late attempt to mark it handed fails, so A
+    never sends it: one text."""
+    from bot.services.outbox.claims import SendCounts, claim_batch, mark_handed
+
+    _one_message(sessions, now)
+    with sessions.begin() as session:
+        claims, _ = claim_batch(session, now, "w:a", config, SendCounts(), 10)
+    later = now + LEASE + timedelta(seconds=1)
+    _run(sessions, transport, config, later)  # worker B: recovers, claims, sends
+    with sessions.begin() as session:
+        assert mark_handed(session, claims, "w:a", later) == set()
+    assert len(transport.sent) == 1
 
 
 def test_after_downtime_only_the_latest_due_reminder_of_an_appointment_goes(

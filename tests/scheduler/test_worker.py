@@ -1,12 +1,15 @@
-"""`checkin worker` as a real process: SIGTERM finishes the current step and exits 0."""
+"""`checkin worker` as a real process: SIGTERM finishes the current step and exits 0; its
+urgent lane sends a crisis reply queued in the middle of a tick's backlog, and stops with it."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -53,11 +56,12 @@ def test_sigterm_mid_run_finishes_the_current_step_and_exits_zero(tmp_path: Path
                 release_date=date(2030, 1, 1),  # nothing planned is due
                 enrolled_at=now,
             )
-            # Crisis replies ignore quiet hours, so the test does not depend on the hour it runs.
+            # Routine (a late webhook reply, not an urgent purpose: the tick sends it, not the
+            # urgent lane) and sent in quiet hours too, so the test does not depend on the hour.
             enqueue(
                 session,
                 idempotency_key=f"worker-test:{i}",
-                purpose="crisis_reply",
+                purpose="reply",
                 channel="sms",
                 to_address=participant.phone,
                 body="x",
@@ -141,3 +145,110 @@ def test_each_worker_pass_records_the_heartbeat_and_fetches_the_ping_url(tmp_pat
     engine.dispose()
     assert state.health == "ok"
     assert state.last_pass_at is not None and state.last_pass_at >= started
+
+
+def test_the_urgent_lane_sends_a_crisis_reply_queued_mid_backlog_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'worker.sqlite3'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        people = [
+            make_participant(
+                session,
+                now,
+                phone=f"+1312555{8100 + i:04d}",
+                release_date=date(2030, 1, 1),
+                enrolled_at=now,
+            )
+            for i in range(COUNT + 1)
+        ]
+        for i, participant in enumerate(people[:COUNT]):
+            enqueue(
+                session,
+                idempotency_key=f"backlog:{i}",
+                purpose="reply",
+                channel="sms",
+                to_address=participant.phone,
+                body="x",
+                now=now,
+                participant_id=participant.id,
+                ignore_quiet_hours=True,
+            )
+        in_crisis = people[COUNT].id
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "DATABASE_"))}
+    env.update(
+        DATABASE_URL=url,
+        SEND_RATE_PER_SECOND="4",  # the backlog would take 10 s
+        PUBLIC_BASE_URL="https://checkin.example.org",
+        LOG_LEVEL="INFO",
+    )
+    proc = subprocess.Popen(
+        [CHECKIN, "worker"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    seen: list[str] = []
+
+    def wait_for(event: str) -> None:
+        while True:
+            line = lines.get(timeout=60)
+            assert line is not None, "\n".join(seen)
+            seen.append(line)
+            if f'"{event}"' in line:
+                return
+
+    try:
+        wait_for("transport.simulated_send")  # the tick is sending the backlog
+        with sessions.begin() as session:
+            enqueue(
+                session,
+                idempotency_key="crisis:mid-backlog",
+                purpose="crisis_reply",
+                channel="sms",
+                to_address=people[COUNT].phone,
+                body="x",
+                now=datetime.now(UTC),
+                participant_id=in_crisis,
+                ignore_quiet_hours=True,
+            )
+        wait_for("urgent.sent")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+    while (line := lines.get_nowait()) is not None:
+        seen.append(line)
+    assert proc.returncode == 0, "\n".join(seen)
+    assert [e["sent"] for e in _events(seen, "urgent.sent")] == [1]
+    assert len(_events(seen, "urgent.started")) == 1
+    stopped = _events(seen, "urgent.stopped")
+    assert len(stopped) == 1 and stopped[0]["sent"] == 1
+    ticks = _events(seen, "worker.tick")
+    assert len(ticks) == 1 and ticks[0]["stopped"] is True
+    assert ticks[0]["send"]["sent"] < COUNT  # the crisis reply did not wait for the backlog
+    with sessions() as session:
+        crisis = session.scalars(
+            select(OutboundMessage).where(OutboundMessage.purpose == "crisis_reply")
+        ).one()
+        statuses = list(session.scalars(select(OutboundMessage.status)))
+    assert crisis.status == "queued"
+    assert crisis.claimed_by is not None and crisis.claimed_by.endswith(":urgent")
+    assert "sending" not in statuses
+    engine.dispose()

@@ -212,7 +212,7 @@ def test_changing_the_number_keeps_the_old_one_audits_and_resolves(
     assert (change.old_phone, change.new_phone, change.kind) == (
         "+13125550101",
         "+13125550199",
-        "changed",
+        "edited",
     )
     audit = session.scalars(
         select(AuditLog).where(AuditLog.action == "participant.number_changed")

@@ -107,11 +107,26 @@ def test_whatsapp_uses_whatsapp_addresses_on_both_ends() -> None:
     assert http.requests[0]["data"]["From"] == "whatsapp:+15550100001"
 
 
-@pytest.mark.parametrize("code", [21610, 21211, 21614, 21408])
+@pytest.mark.parametrize("code", [21610, 21211, 21614])
 def test_permanent_errors_are_permanent(code: int) -> None:
     with pytest.raises(TransportError) as caught:
         transport(FakeHttp(error(400, code))).send(REQUEST)
     assert caught.value.permanent and caught.value.code == code and not caught.value.request_sent
+    assert not caught.value.account
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "halt"),
+    [(401, 20003, True), (403, 20005, True), (404, 20404, True), (400, 21408, False)],
+)
+def test_errors_about_the_account_are_neither_permanent_nor_the_messages_fault(
+    status: int, code: int, halt: bool
+) -> None:
+    with pytest.raises(TransportError) as caught:
+        transport(FakeHttp(error(status, code))).send(REQUEST)
+    error_ = caught.value
+    assert error_.account and error_.halt is halt and error_.code == code
+    assert not error_.permanent and not error_.request_sent
 
 
 def test_too_many_requests_is_retryable_with_retry_after() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import html
+import re
 from datetime import datetime, timedelta
 
 import time_machine
@@ -9,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.models import AuditLog, User
-from bot.web.auth import CONTENT_SECURITY_POLICY, roles_required
+from bot.web.auth import CONTENT_SECURITY_POLICY, SIGN_IN_REFUSED, roles_required
 from tests.factories import make_user
 from tests.web.dashboard_helpers import csrf, login
 
@@ -71,20 +73,43 @@ def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(
     user = make_user(session, now, email="ana@example.org")
     session.commit()
     with time_machine.travel(now, tick=False):
-        for _ in range(4):
+        for _ in range(5):
             assert login(client, "ana@example.org", "wrong password!").status_code == 401
-        fifth = login(client, "ana@example.org", "wrong password!")
-        assert "locked for 15 minutes" in fifth.get_data(as_text=True)
         # The right password does not help while the lock lasts.
-        locked = login(client, "ana@example.org")
-        assert locked.status_code == 423
-        assert "locked" in locked.get_data(as_text=True)
+        assert login(client, "ana@example.org").status_code == 401
         assert client.get("/").status_code == 302
     session.refresh(user)
     assert user.locked_until == now + timedelta(minutes=15)
     session.rollback()  # end the read transaction (SQLite: BEGIN IMMEDIATE holds the lock)
     with time_machine.travel(now + timedelta(minutes=15, seconds=1), tick=False):
         assert login(client, "ana@example.org").status_code == 302
+
+
+def test_unknown_email_wrong_password_locked_and_deactivated_get_one_answer(
+    client: FlaskClient, session: Session, now: datetime
+) -> None:
+    make_user(session, now, email="ana@example.org")
+    make_user(session, now, email="lou@example.org", locked_until=now + timedelta(minutes=9))
+    make_user(session, now, email="dee@example.org", active=False)
+    session.commit()
+    with time_machine.travel(now, tick=False):
+        answers = {
+            (response.status_code, _error_text(response.get_data(as_text=True)))
+            for response in (
+                login(client, "nobody@example.org", "wrong password!"),
+                login(client, "ana@example.org", "wrong password!"),
+                login(client, "lou@example.org"),
+                login(client, "dee@example.org"),
+            )
+        }
+    assert answers == {(401, SIGN_IN_REFUSED)}
+    assert "more wrong" not in SIGN_IN_REFUSED
+
+
+def _error_text(page: str) -> str:
+    match = re.search(r'id="login-error">([^<]*)<', page)
+    assert match, "no sign-in error on the page"
+    return html.unescape(match.group(1))
 
 
 def test_one_address_is_throttled_after_many_failures_across_accounts(
@@ -153,6 +178,35 @@ def test_logout_ends_the_session(client: FlaskClient, session: Session, now: dat
     token = csrf(client, "/")
     assert client.post("/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_a_cookie_saved_before_logout_is_refused_after_it(
+    app: Flask, session: Session, now: datetime
+) -> None:
+    make_user(session, now, email="ana@example.org")
+    session.commit()
+    browser = app.test_client()
+    login(browser, "ana@example.org")
+    saved = browser.get_cookie("session")
+    assert saved is not None
+    token = csrf(browser, "/")
+    assert browser.post("/logout", data={"csrf_token": token}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", saved.value, domain=saved.domain)
+    assert thief.get("/participants").status_code == 302
+
+
+def test_signing_out_in_one_browser_leaves_the_other_signed_in(
+    app: Flask, session: Session, now: datetime
+) -> None:
+    make_user(session, now, email="ana@example.org")
+    session.commit()
+    desk, phone = app.test_client(), app.test_client()
+    login(desk, "ana@example.org")
+    login(phone, "ana@example.org")
+    desk.post("/logout", data={"csrf_token": csrf(desk, "/")})
+    assert desk.get("/").status_code == 302
+    assert phone.get("/").status_code == 200
 
 
 def test_security_headers_are_on_every_page(client: FlaskClient) -> None:

@@ -226,7 +226,7 @@ def test_conversation_shows_thread_in_local_time_with_delivery_status(
     assert "Hi Sam, how are you doing today?" in page
     assert "9:00 AM EST" in page
     assert "9:55 AM EST" in page
-    assert "Not delivered (error 30003)" in page
+    assert "Not delivered: phone unreachable: off or out of service (30003)" in page
     assert page.index("how are you") < page.index("I can&#39;t do this anymore")
     assert "participant.view" in _audit_actions(session, world.sam.id)
 

@@ -551,6 +551,59 @@ def test_spanish_crisis_reply_says_text_ayuda_to_988(
     assert reply is not None and "AYUDA al 988" in reply and "911" in reply
 
 
+# The reply that fits the kind of crisis, in the participant's language: overdose names 911
+# first and naloxone; someone else in danger hears that 988 helps them too; violence gets 911
+# and 988; anything else the general reply. Each with the urgent flag and the page.
+KIND_CASES = [
+    ("en", "i want to kill myself", "crisis", "You don't have to go through this alone"),
+    ("es", "ya no quiero vivir", "crisis", "No tienes que pasar por esto a solas"),
+    ("en", "my brother took too many pills and wont wake up", "crisis.overdose", "naloxone"),
+    ("es", "mi hermano se tomo todas las pastillas y no despierta", "crisis.overdose", "naloxona"),
+    (
+        "en",
+        "my best friend keeps saying she wants to die and wont answer her phone",
+        "crisis.other_in_danger",
+        "988 helps people who are worried about someone else too",
+    ),
+    (
+        "es",
+        "mi hermana dice que se quiere morir y se encerro en el cuarto",
+        "crisis.other_in_danger",
+        "El 988 también ayuda a quienes se preocupan por alguien más",
+    ),
+    ("en", "my ex said hes gonna kill me, hes outside", "crisis.violence", "If you or anyone"),
+    ("es", "mi ex me va a matar, esta afuera", "crisis.violence", "Si tú o alguien más"),
+]
+
+
+@pytest.mark.parametrize(("language", "body", "key", "words"), KIND_CASES)
+def test_each_kind_of_crisis_gets_its_reply_an_urgent_flag_and_a_page(
+    client: FlaskClient,
+    session: Session,
+    now: datetime,
+    language: str,
+    body: str,
+    key: str,
+    words: str,
+) -> None:
+    coach = make_user(session, now, name="Dana Coach", phone="+12025550111")
+    participant = make_participant(session, now, language=language, coach_id=coach.id)
+    session.commit()
+    reply = message_of(post(client, "/twilio/inbound", inbound_form(participant.phone, body)))
+    assert reply is not None and words in reply
+    assert "911" in reply and "988" in reply
+    if key == "crisis.overdose":
+        assert reply.index("911") < reply.index("988")
+    flag = session.scalars(select(Flag).where(Flag.reason == "crisis")).one()
+    assert flag.severity == "urgent" and flag.ladder_step == 1
+    page = session.scalars(select(OutboundMessage).where(OutboundMessage.purpose == "page")).one()
+    assert page.to_address == "+12025550111" and page.ignore_quiet_hours
+    sent = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.purpose == "crisis_reply")
+    ).one()
+    assert sent.body == reply and sent.to_address == participant.phone
+
+
 def test_crisis_is_answered_in_quiet_hours_and_when_paused(
     client: FlaskClient, session: Session, now: datetime
 ) -> None:

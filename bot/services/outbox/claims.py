@@ -16,10 +16,18 @@ one query): free text inside it, its approved template outside it, and with none
 settled `needs_template` and one program-level `whatsapp_template_missing` flag is raised
 (bot.services.whatsapp_window).
 
+`urgent_only` is the urgent lane's claim (scheduler/urgent.py): the same rules, over the due
+pending pages, crisis replies and staff replies only (bot/models/messages.py URGENT_PENDING,
+read through its own partial index). A row is claimed by whichever sender's conditional UPDATE
+moves it first, the lane's or a tick's, never by both.
+
 Twilio has no idempotency key on message create, so a row left in `sending` (the process died
-between the claim and the outcome's commit) cannot be known to be unsent: `recover_stale`
-never resends it; once its claim is older than the lease (far longer than the 10 s HTTP
-timeout) it is marked `unknown` and flagged `delivery_unknown` (high). A stop that is not a
+between the claim and the outcome's commit) after it was handed to the transport cannot be
+known to be unsent: `recover_stale` never resends it; once its claim is older than the lease
+(far longer than the 10 s HTTP timeout) it is marked `unknown` and flagged `delivery_unknown`
+(high). The sender commits `handed_at` on a group of claims just before it sends them
+(`mark_handed`), so a claim a crashed pass never reached (`handed_at` NULL) is known unsent and
+goes back to `pending` instead. A stop that is not a
 crash gives the rows it never handed to the transport back with `release`: those are known
 to be unsent.
 """
@@ -33,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from bot.bulk import in_ids
@@ -41,6 +49,7 @@ from bot.config import Config
 from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
+from bot.models.messages import URGENT_PENDING
 from bot.services import contacts, numbers, sendability, whatsapp_window
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
@@ -67,6 +76,8 @@ class SendCounts:
     # "Reply by" expectations made as check-ins were recorded as sent (PostgreSQL; the
     # sweep's `created` counts only what this missed).
     expectations: int = 0
+    # Refused for the account's sake (bot.services.outbox.account_errors): kept pending.
+    held: int = 0
 
     def add(self, other: SendCounts) -> None:
         for f in fields(self):
@@ -109,9 +120,11 @@ def claim_batch(
     limit: int,
     *,
     claimed_at: datetime | None = None,
+    urgent_only: bool = False,
 ) -> tuple[list[Claim], int]:
-    """Claim up to `limit` due rows, at most one per recipient. Returns the claims and how many
-    due rows were looked at (claimed or settled without a send); 0 means nothing is due."""
+    """Claim up to `limit` due rows, at most one per recipient (`urgent_only`: pages, crisis
+    replies and staff replies only). Returns the claims and how many due rows were looked at
+    (claimed or settled without a send); 0 means nothing is due."""
     program_zone = ZoneInfo(config.program_timezone)
     status_callback = status_callback_url(config.public_base_url)
     m = OutboundMessage
@@ -132,7 +145,8 @@ def claim_batch(
             m.content_sid,
             m.content_variables,
         )
-        .where(m.status == "pending", m.send_after <= now)
+        .where(text(URGENT_PENDING) if urgent_only else m.status == "pending")
+        .where(m.send_after <= now)
         .order_by(m.send_after, m.id)
         .limit(limit * CANDIDATE_FACTOR)
     )
@@ -280,6 +294,7 @@ def claim_batch(
                 status="sending",
                 claimed_at=claimed_at or now,  # the lease counts from the claim itself
                 claimed_by=worker_id,
+                handed_at=None,
                 attempts=OutboundMessage.attempts + 1,
             )
             .returning(OutboundMessage.id)
@@ -344,6 +359,14 @@ def mark_needs_template(
     return moved
 
 
+def urgent_due(session: Session, now: datetime) -> bool:
+    """Whether a page, crisis reply or staff reply is pending and due: the urgent lane's poll,
+    one probe of its partial index, before it takes the claim's locks."""
+    m = OutboundMessage
+    query = select(m.id).where(text(URGENT_PENDING), m.send_after <= now).limit(1)
+    return session.scalar(query) is not None
+
+
 def release(session: Session, claims: Sequence[Claim], worker_id: str) -> int:
     """Give back claims that were never handed to the transport (known unsent)."""
     ids = [c.message_id for c in claims]
@@ -360,6 +383,7 @@ def release(session: Session, claims: Sequence[Claim], worker_id: str) -> int:
             status="pending",
             claimed_at=None,
             claimed_by=None,
+            handed_at=None,
             attempts=OutboundMessage.attempts - 1,
         )
         .execution_options(synchronize_session=False)
@@ -367,8 +391,55 @@ def release(session: Session, claims: Sequence[Claim], worker_id: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def mark_handed(
+    session: Session, claims: Sequence[Claim], worker_id: str, now: datetime
+) -> set[int]:
+    """Record that these claims are about to be handed to the transport (the caller commits
+    before the first of them is sent). Returns the ids marked: a claim no longer this
+    worker's (recovered as never handed while this worker was stalled) is not, and must not
+    be sent."""
+    ids = [c.message_id for c in claims]
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            update(OutboundMessage)
+            .where(
+                in_ids(session, OutboundMessage.id, ids),
+                OutboundMessage.status == "sending",
+                OutboundMessage.claimed_by == worker_id,
+            )
+            .values(handed_at=now)
+            .returning(OutboundMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def recover_stale(session: Session, now: datetime, lease: timedelta = LEASE) -> int:
-    """Rows left in `sending` by a dead worker become `unknown` and are flagged, never resent."""
+    """Rows left in `sending` by a dead worker: those it never handed to the transport
+    (`handed_at` NULL: known unsent) go back to `pending` with their attempt given back; those
+    it handed become `unknown` and are flagged, never resent. Returns how many became unknown."""
+    m = OutboundMessage
+    returned = session.execute(
+        update(m)
+        .where(m.status == "sending", m.claimed_at < now - lease, m.handed_at.is_(None))
+        .values(
+            status="pending",
+            claimed_at=None,
+            claimed_by=None,
+            attempts=m.attempts - 1,
+            status_updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if returned.rowcount:  # type: ignore[attr-defined]
+        log_event(
+            log,
+            "send.stale_claims_returned",
+            logging.WARNING,
+            count=int(returned.rowcount),  # type: ignore[attr-defined]
+        )
     stale = session.scalars(
         select(OutboundMessage).where(
             OutboundMessage.status == "sending", OutboundMessage.claimed_at < now - lease

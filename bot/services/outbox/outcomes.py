@@ -33,6 +33,7 @@ from bot.services import contacts, numbers
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
 from bot.services.expectations import create_reply_expectations
 from bot.services.flags import raise_flag
+from bot.services.outbox import account_errors
 from bot.services.outbox.claims import Claim, SendCounts, flag_unknown, mark_needs_template
 from bot.services.whatsapp_window import OUTSIDE_WINDOW_CODE
 from bot.transport.base import SendResult, TransportError
@@ -152,6 +153,10 @@ def record_error(
     message = session.get(OutboundMessage, claim.message_id)
     assert message is not None
     if message.status != "sending":
+        return
+    if error.account:
+        # The account, not this message: kept pending, the program flagged.
+        account_errors.hold(session, message, claim, error, now, counts)
         return
     message.error_code = error.code
     message.error_message = str(error)[:255]

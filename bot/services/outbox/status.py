@@ -54,10 +54,12 @@ def note_error_code(session: Session, message_id: int, code: int) -> bool:
     return bool(_count(result))
 
 
-def cancel_pending_for_participant(session: Session, participant_id: int, now: datetime) -> int:
-    """An opt-out: the person's rows not yet claimed are cancelled. Rows a scheduler tick holds
-    locked are skipped, not waited for (see bot.services.consent): the claim and
-    the last look cancel those."""
+def cancel_pending_for_participant(
+    session: Session, participant_id: int, now: datetime, reason: str = "opted out"
+) -> int:
+    """An opt-out (or a closed enrolment, with its `reason`): the person's rows not yet claimed
+    are cancelled. Rows a scheduler tick holds locked are skipped, not waited for (see
+    bot.services.consent): the claim and the last look cancel those."""
     unlocked = (
         select(OutboundMessage.id)
         .where(
@@ -70,20 +72,22 @@ def cancel_pending_for_participant(session: Session, participant_id: int, now: d
         session.execute(
             update(OutboundMessage)
             .where(OutboundMessage.id.in_(unlocked.scalar_subquery()))
-            .values(status="cancelled", error_message="opted out", status_updated_at=now)
+            .values(status="cancelled", error_message=reason, status_updated_at=now)
             .execution_options(synchronize_session=False)
         )
     )
 
 
 def readdress_pending(session: Session, participant_id: int, address: str) -> int:
-    """A participant's number changed: their rows not yet claimed go to the new address."""
+    """A participant's number changed: their rows not yet claimed go to the new `address`
+    (a row already claimed leaves with the address it was claimed with). Returns how many."""
     return _count(
         session.execute(
             update(OutboundMessage)
             .where(
                 OutboundMessage.participant_id == participant_id,
                 OutboundMessage.status == "pending",
+                OutboundMessage.to_address != address,
             )
             .values(to_address=address)
             .execution_options(synchronize_session=False)
