@@ -97,6 +97,9 @@ class Intent(enum.StrEnum):
     NEXT = "next"
     PAUSE = "pause"
     RESUME = "resume"
+    # "wrong number", "who is this", "número equivocado": the number may belong to someone else
+    # now (bot/services/numbers.py raises `number_changed`).
+    WRONG_NUMBER = "wrong_number"
     NONE = "none"
 
 
@@ -559,6 +562,70 @@ _NO_PHRASES = _search(
     r"|\bno (?:voy a (?:ir|llegar|asistir)|ire|llegare|asistire|llego) a (?:la|mi) cita\b"
 )
 
+# "Wrong number" anywhere in a message, unless negated ("not a wrong number").
+_WRONG_NUMBER_PHRASES = _search(
+    r"\b(?:wrong (?:number|num|no|phone|person|#)|wrong numb"
+    r"|(?:got|have|texting|texted|text|messaging) the wrong (?:number|person|phone)"
+    r"|(?:this|that) (?:is not|isnt|aint|is no longer|isnt no longer) (?:their|his|her|the) "
+    r"(?:number|phone)"
+    r"|(?:no one|nobody|noone) (?:here )?(?:by|named|with) that name"
+    r"|(?:dont|do not) know (?:who (?:this|that) is|who you are|anyone named|any)"
+    r"|new (?:phone|number|fone) who (?:dis|this|is this)"
+    r"|how did you get (?:this|my) number"
+    r"|numero (?:equivocado|incorrecto|errado|equivocao)"
+    r"|(?:se equivoco|te equivocaste|se equivocaron|esta equivocado) de numero"
+    r"|(?:aqui )?no (?:vive|hay) (?:nadie|ninguna persona) (?:con ese nombre|asi|que se llame)"
+    r"|no conozco a (?:esa persona|nadie con ese nombre|ningun|ninguna)"
+    r"|(?:este|ese) (?:ya )?no es (?:su|el) (?:numero|telefono|cel|celular)"
+    r"|quien (?:me )?(?:da|dio) (?:este|mi) numero)\b"
+)
+# Asking who is writing, as the whole message: "who is this?", "new phone who dis", "¿quién
+# es?". Not inside a longer question ("who is this appointment with").
+_WHO_IS_THIS_WORDS = (
+    "who is this",
+    "whos this",
+    "who this",
+    "who dis",
+    "who is dis",
+    "who is it",
+    "who are you",
+    "who r u",
+    "who ru",
+    "who are u",
+    "who is texting me",
+    "whos texting me",
+    "who is messaging me",
+    "quien es",
+    "quien eres",
+    "quien habla",
+    "quien me escribe",
+    "quien es usted",
+    "quien sos",
+    "con quien hablo",
+    "quienes son",
+)
+_WHO_IS_THIS_COMPOSED = _compose(
+    _WHO_IS_THIS_WORDS,
+    (
+        *_COURTESY,
+        "hi",
+        "hey",
+        "hello",
+        "hola",
+        "um",
+        "uh",
+        "sorry",
+        "lol",
+        "new phone",
+        "new number",
+        "new phone who dis",
+        "perdon",
+        "disculpe",
+        "buenas",
+        "and",
+        "y",
+    ),
+)
 _YES_EMOJI = frozenset("👍✅👌✔☑")
 _NO_EMOJI = frozenset("👎❌")
 # Invisible parts of emoji sequences: variation selectors, skin tones, zero-width joiner.
@@ -605,6 +672,16 @@ def _negated(text: str, start: int, negators: frozenset[str]) -> bool:
     return False
 
 
+def _wrong_number_negated(text: str, start: int) -> bool:
+    """ "not a wrong number", "it's not the wrong number", "no es número equivocado"."""
+    before = text[:start].split()[-3:]
+    # A bare "no" is an answer ("no, wrong number"); "no es" negates.
+    return any(word in _WRONG_NUMBER_NEGATORS for word in before) or before[-2:] == ["no", "es"]
+
+
+_WRONG_NUMBER_NEGATORS = frozenset({"not", "isnt", "aint", "never", "nunca"})
+
+
 def _matches_unnegated(pattern: re.Pattern[str], text: str, negators: frozenset[str]) -> bool:
     return any(not _negated(text, m.start(), negators) for m in pattern.finditer(text))
 
@@ -625,6 +702,10 @@ def _intent(body: str, text: str) -> Intent:
         return Intent.START
     if _HELP_ALONE.match(text) or (short and _HELP_COMPOSED.match(text)):
         return Intent.HELP
+    if (short and _WHO_IS_THIS_COMPOSED.match(text)) or any(
+        not _wrong_number_negated(text, m.start()) for m in _WRONG_NUMBER_PHRASES.finditer(text)
+    ):
+        return Intent.WRONG_NUMBER
     if short and _CALL_ME_COMPOSED.match(text):
         return Intent.CALL_ME
     if short and _NEXT_COMPOSED.match(text):

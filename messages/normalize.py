@@ -7,6 +7,8 @@ The steps, in order (:func:`light`):
 
 1. **Case and accents.** Case-folded, then NFKD with the combining marks dropped: "SÍ" -> "si",
    "Cárcel" -> "carcel", "ñ" -> "n"; full-width and other compatibility forms fold to ASCII.
+   Cyrillic and Greek letters that look like Latin ones read as those ("cоurt" with a Cyrillic
+   о -> "court"), and letters written with dots between them read as one word ("P.O." -> "po").
 2. **Look-alike characters** used to dodge filters or typed by accident are undone, but only
    between letters (k!ll, su1c1de, mys3lf, m0rir) or at the start of a word before two letters
    (0verdose, $uicide), so that "10 pills", "call 911!" and "4pm" keep their digits.
@@ -96,10 +98,53 @@ _SPELLINGS = {"kiero": "quiero", "qiero": "quiero", "kieren": "quieren", "aki": 
 _SPELLING_WORDS = re.compile(r"\b(?:" + "|".join(_SPELLINGS) + r")\b")
 
 
+# Cyrillic and Greek letters (after case-folding) that look like a Latin letter.
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "з": "3",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "ѕ": "s",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+    }
+)
+# Single letters with dots between them, an abbreviation: "p.o.", "P. O.", "u.s.a".
+_DOTTED = re.compile(r"(?<![a-z0-9])[a-z](?:\.\s?[a-z])+\.?(?![a-z0-9])")
+
+
 def fold(text: str) -> str:
-    """Case-fold and strip accents (NFKD, then drop combining marks): "SÍ" -> "si"."""
+    """Case-fold, strip accents (NFKD, then drop combining marks) and read look-alike Cyrillic
+    and Greek letters as Latin: "SÍ" -> "si", "cоurt" (Cyrillic о) -> "court"."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return plain.translate(_CONFUSABLES)
 
 
 @cache
@@ -121,6 +166,8 @@ def _unmask(match: re.Match[str]) -> str:
 def light(body: str) -> str:
     """Steps 1-6 of the module docstring, without squashing: "K!LL mys3lf..." -> "kill myself"."""
     text = fold(body)
+    if "." in text:
+        text = _DOTTED.sub(lambda m: re.sub(r"[.\s]", "", m.group()), text)
     text = _LOOKALIKE_INSIDE.sub(lambda m: _LOOKALIKES[m.group()], text)
     text = _LOOKALIKE_START.sub(lambda m: _LOOKALIKES[m.group()], text)
     if "*" in text:

@@ -13,7 +13,10 @@ transaction that inserts it has just made the claim-time checks (status, quiet h
 `not_after`) on what it read, and commits before any network call, so a second pass over the
 row (pending -> sending) would only cost a write and a read per text. Only rows the insert
 really made (RETURNING) are sent; a person's further rows in the batch stay `pending` for the
-claim (bot.services.outbox.claims), after the first one's outcome.
+claim (bot.services.outbox.claims), after the first one's outcome. A WhatsApp row is always
+left `pending`, with its approved template's variables when its key and language are mapped:
+the claim reads the person's 24-hour window and chooses free text, the template or
+`needs_template` (bot.services.whatsapp_window).
 
 PostgreSQL: while a batch is being sent, a helper thread already runs the next batch's enqueue
 in a transaction it leaves open (`ReadAhead`); that transaction commits (claims) only once the
@@ -43,9 +46,10 @@ from bot.db import is_postgresql
 from bot.log import log_event
 from bot.models import Appointment, Participant, PlannedContact, User
 from bot.services import contacts as planned_contacts
-from bot.services import sendability
+from bot.services import numbers, sendability, whatsapp_window
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
+from bot.services.settings import get_setting
 from bot.services.templates import message_context
 from bot.transport.base import SendRequest
 from messages.segments import count_segments
@@ -159,6 +163,7 @@ class DueContact(NamedTuple):
     phone: str
     checkins_paused_until: datetime | None
     crisis_open: bool
+    number_changed: bool
 
 
 def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact]:
@@ -181,6 +186,7 @@ def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact
             p.phone,
             p.checkins_paused_until,
             sendability.crisis_open(c.participant_id).label("crisis_open"),
+            numbers.number_changed_open(c.participant_id).label("number_changed"),
         )
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
@@ -250,6 +256,9 @@ def enqueue_due(
     renderer.load_coaches(session, {c.coach_id for c in contacts if c.coach_id is not None})
     quiet = sendability.quiet_hours(session)
     appointments, latest_due = _appointments(session, contacts, now)
+    include_location = bool(
+        appointments and get_setting(session, "locations")["include_in_reminders"]
+    )
     decided: dict[tuple[str, str], list[int]] = {}  # (state, reason) -> contact ids
     deferred: list[dict[str, Any]] = []
     # (template, language, first name, coach) -> (body, segments), for contacts without an
@@ -259,6 +268,9 @@ def enqueue_due(
     claimed_people: set[int] = set()
     zones: dict[int, ZoneInfo] = {}  # contact id -> its person's zone
     rows: list[dict[str, Any]] = []
+    templates = (
+        whatsapp_window.mappings(session) if any(c.channel == "whatsapp" for c in contacts) else {}
+    )
     for contact in contacts:
         appointment = None
         withdrawn = None
@@ -288,6 +300,7 @@ def enqueue_due(
                 now=now,
                 paused_until=contact.checkins_paused_until,
                 crisis_open=contact.crisis_open,
+                number_changed=contact.number_changed,
             ),
         )
         if verdict is not sendability.SEND:
@@ -297,13 +310,27 @@ def enqueue_due(
             else:
                 decided.setdefault((verdict.action, verdict.reason), []).append(contact.id)
             continue
-        rendered = _render(session, config, renderer, plain_bodies, contact, appointment)
+        rendered = _render(
+            session, config, renderer, plain_bodies, contact, appointment, include_location
+        )
         if rendered is None:  # a broken template must not stop every other contact
             decided.setdefault(("skipped", "render_failed"), []).append(contact.id)
             counts.skipped += 1
             continue
         body, segments = rendered
-        claim = claimed_by is not None and contact.participant_id not in claimed_people
+        content_sid = content_variables = None
+        mapping = templates.get((contact.template_key, contact.language))
+        if contact.channel == "whatsapp" and mapping is not None:
+            content_sid = mapping.content_sid
+            content_variables = whatsapp_window.variables_for(
+                mapping, _context(config, renderer, contact, appointment, include_location)
+            )
+        # WhatsApp: the claim decides free text or template, by the person's window.
+        claim = (
+            claimed_by is not None
+            and contact.participant_id not in claimed_people
+            and contact.channel != "whatsapp"
+        )
         if claim:
             claimed_people.add(contact.participant_id)
         zones[contact.id] = zone
@@ -317,6 +344,8 @@ def enqueue_due(
                 ),
                 "body": body,
                 "segments": segments,
+                "content_sid": content_sid,
+                "content_variables": content_variables,
                 "ignore_quiet_hours": False,
                 "status": "sending" if claim else "pending",
                 "attempts": 1 if claim else 0,
@@ -338,6 +367,26 @@ def enqueue_due(
     return done
 
 
+def _context(
+    config: Config,
+    renderer: Renderer,
+    contact: DueContact,
+    appointment: Appointment | None,
+    include_location: bool = True,
+) -> dict[str, str]:
+    return message_context(
+        config,
+        language=contact.language,
+        first_name=contact.first_name,
+        coach_first_name=renderer.coach_names.get(contact.coach_id)
+        if contact.coach_id is not None
+        else None,
+        timezone=contact.timezone,
+        appointment=appointment,
+        include_location=include_location,
+    )
+
+
 def _render(
     session: Session,
     config: Config,
@@ -345,6 +394,7 @@ def _render(
     plain_bodies: dict[tuple[str, str, str, int | None], tuple[str, int]],
     contact: DueContact,
     appointment: Appointment | None,
+    include_location: bool = True,
 ) -> tuple[str, int] | None:
     """(body, segments) of a contact's text; None (logged) when its template fails."""
     plain = (
@@ -359,16 +409,7 @@ def _render(
                 session,
                 contact.template_key,
                 contact.language,
-                message_context(
-                    config,
-                    language=contact.language,
-                    first_name=contact.first_name,
-                    coach_first_name=renderer.coach_names.get(contact.coach_id)
-                    if contact.coach_id is not None
-                    else None,
-                    timezone=contact.timezone,
-                    appointment=appointment,
-                ),
+                _context(config, renderer, contact, appointment, include_location),
             )
             if plain is not None:
                 plain_bodies[plain] = rendered

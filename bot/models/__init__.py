@@ -12,7 +12,7 @@ from .participants import ConsentEvent, Participant, PhoneChange
 from .ratelimit import SendRateSlot
 from .settings import ProgramSetting
 from .staff_sessions import PasswordReset, StaffSession
-from .templates import Template, TemplateVersion
+from .templates import Template, TemplateVersion, WhatsAppTemplate
 from .users import User
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "TemplateVersion",
     "UTCDateTime",
     "User",
+    "WhatsAppTemplate",
     "WorkerHeartbeat",
 ]

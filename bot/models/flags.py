@@ -21,6 +21,8 @@ REASONS = (
     "unknown_sender",
     "unanswered_text",
     "twilio_account",
+    "whatsapp_template_missing",
+    "number_changed",
 )
 # Reasons about the program itself, not a person or a number: participant and sender NULL, one
 # unresolved flag per reason (DESIGN.md, Precise rules, "Severities").

@@ -23,7 +23,9 @@ URGENT_PENDING = f"status = 'pending' AND {in_list('purpose', URGENT_PURPOSES)}"
 # pending: waiting to be claimed; sending: claimed, the request may be in flight;
 # queued/sent/delivered/undelivered/failed: Twilio's own statuses; unknown: the request left and
 # no answer came back, so it must not be blindly resent; cancelled: never sent (STOP, paused,
-# window closed before the claim).
+# window closed before the claim); needs_template: a WhatsApp message outside the person's
+# 24-hour window with no approved template mapped for it (or refused by WhatsApp, 63016), never
+# sent as free text (bot/services/whatsapp_window.py).
 OUTBOUND_STATUSES = (
     "pending",
     "sending",
@@ -34,6 +36,7 @@ OUTBOUND_STATUSES = (
     "failed",
     "unknown",
     "cancelled",
+    "needs_template",
 )
 PROCESSING_STATES = ("received", "processed", "failed")
 # How a text stopped waiting for a reply (bot.services.inbox): automation fully answered it, a
@@ -103,7 +106,11 @@ class OutboundMessage(Base):
     segments: Mapped[int] = mapped_column(server_default="1")
     # Crisis replies and urgent pages go out in quiet hours; nothing else does.
     ignore_quiet_hours: Mapped[bool] = mapped_column(server_default=false())
-    status: Mapped[str] = mapped_column(String(12), server_default="pending")
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    # WhatsApp outside the 24-hour window: the approved template (Content SID) and its
+    # variables as Twilio's ContentVariables JSON, chosen when the text was rendered.
+    content_sid: Mapped[str | None] = mapped_column(String(34))
+    content_variables: Mapped[str | None] = mapped_column(Text)
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     error_code: Mapped[int | None]
     error_message: Mapped[str | None] = mapped_column(String(255))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,3 +40,26 @@ class TemplateVersion(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # e.g. "default", "edited", "restored version 2"
     note: Mapped[str | None] = mapped_column(String(120))
+
+
+class WhatsAppTemplate(Base):
+    """A template key and language mapped to a WhatsApp template approved in Twilio (its
+    Content SID) and which of our placeholders fills each of its numbered variables.
+
+    Outside a person's 24-hour customer-service window WhatsApp refuses business-initiated free
+    text; messages then go as this template (bot/services/whatsapp_window.py)."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (
+        UniqueConstraint("template_key", "language"),
+        CheckConstraint("content_sid LIKE 'HX%'", name="content_sid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_key: Mapped[str] = mapped_column(String(60))
+    language: Mapped[str] = mapped_column(String(5))
+    content_sid: Mapped[str] = mapped_column(String(34))
+    # Twilio's variable number ("1", "2" ...) -> one of our placeholder names.
+    variables: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

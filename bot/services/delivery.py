@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.db import session_scope
 from bot.log import log_event, mask_phone
 from bot.models import EarlyStatusCallback, OutboundMessage, Participant
+from bot.services import numbers
 from bot.services.consent import opt_out
 from bot.services.flags import raise_flag
 from bot.services.outbox import status as outbox_status
+from bot.services.outbox.claims import mark_needs_template
 from bot.services.settings import get_setting
+from bot.services.whatsapp_window import OUTSIDE_WINDOW_CODE
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ RANK = {
     "delivered": 4,
     "undelivered": 4,
     "failed": 4,
+    "needs_template": 4,
 }
 # The recipient has replied STOP to the carrier: texting them again is not allowed.
 UNSUBSCRIBED_CODE = 21610
@@ -112,6 +116,16 @@ def apply_status(
         log_event(log, "status.unknown_status", sid=provider_sid, status=twilio_status[:40])
         return StatusOutcome(known=True, moved=False, status=message.status)
     code = _parse_code(error_code)
+    if (
+        code == OUTSIDE_WINDOW_CODE
+        and message.channel == "whatsapp"
+        and new_status in ("failed", "undelivered")
+    ):
+        # WhatsApp refused free text outside the window: the same as finding no template at
+        # the claim (one program-level flag), never retried as free text.
+        moved = bool(mark_needs_template(session, [message.id], now, code=code))
+        session.refresh(message)
+        return StatusOutcome(known=True, moved=moved, status=message.status)
     behind = [status for status, rank in RANK.items() if rank < RANK[new_status]]
     moved = outbox_status.advance(
         session,
@@ -139,6 +153,8 @@ def apply_status(
     # Acting once per message: a repeated callback does not count a second failure.
     if code is not None and code_is_new and message.participant_id is not None:
         act_on_error_code(session, message, code, now=now)
+    if moved and message.status == "delivered":
+        numbers.on_delivered(session, message, now)
     return StatusOutcome(known=True, moved=moved, status=message.status)
 
 
@@ -228,3 +244,5 @@ def act_on_error_code(
             participant_id=participant.id,
             detail={"error_code": code, "outbound_message_id": message.id},
         )
+    # Two failures in a row after earlier deliveries: the number may have changed hands.
+    numbers.after_delivery_failure(session, message, code, now)

@@ -132,10 +132,18 @@ def raise_flag(
     The severity is the reason's, from the one table (bot.models.flags.severity_for), unless
     the caller passes one (an escalated level, or a seeded demo).
 
+    A program-level reason (PROGRAM_REASONS: twilio_account, whatsapp_template_missing) has
+    neither a participant nor a sender address: raise_program_flag keeps one unresolved.
+
     The partial unique index makes this safe with two workers at once: the loser's INSERT does
     nothing (ON CONFLICT DO NOTHING) and it updates the winner's flag instead.
     """
-    if participant_id is None and sender_address is None:
+    program = participant_id is None and sender_address is None
+    if reason in PROGRAM_REASONS:
+        if not program:
+            raise ValueError(f"{reason!r} is a program-level flag: no participant or sender")
+        return raise_program_flag(session, reason=reason, now=now, detail=detail)
+    if program:
         raise ValueError("a flag needs a participant or a sender address")
     if severity is None:
         severity = severity_for(reason)

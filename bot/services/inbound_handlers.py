@@ -24,7 +24,7 @@ from bot.models import (
     PlannedContact,
     User,
 )
-from bot.services import consent, expectations, self_service
+from bot.services import consent, expectations, numbers, self_service
 from bot.services.flags import raise_flag
 from bot.services.inbound_store import Incoming
 from bot.services.ladder import start_ladder
@@ -337,6 +337,11 @@ def keyword(
     opted_out = participant.status == "opted_out"
     if not opted_out:
         notify_reply(session, participant.id, now)
+    if intent is Intent.WRONG_NUMBER:
+        # The number may belong to someone else now: automation holds, a coordinator checks.
+        # No automatic answer: the text waits for a person (an open flag).
+        numbers.on_wrong_number_reply(session, participant, message.id, now)
+        return Reply(None)
     if intent is Intent.HELP:
         if opted_out:
             return Reply(None)

@@ -33,6 +33,8 @@ REASON_LABELS = {
     "opted_out": "Opted out of texts",
     "unknown_sender": "Text from an unknown number",
     "unanswered_text": "A text has waited too long for a reply",
+    "whatsapp_template_missing": "WhatsApp messages need an approved template",
+    "number_changed": "The number may belong to someone else now",
 }
 
 
@@ -216,6 +218,9 @@ def load_queue(session: Session, viewer: Viewer, *, limit: int = QUEUE_LIMIT) ->
             got_in = inbound.get(flag.participant_id)
             got_out = outbound.get(flag.participant_id)
             label = f"{row.first_name} ({row.external_id})"
+        elif flag.sender_address is None:  # a program-level flag
+            got_in = got_out = None
+            label = "The program"
         else:
             got_in = unknown_last.get(flag.sender_address or "")
             got_out = None

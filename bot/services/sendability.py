@@ -16,11 +16,13 @@ rules, in the order they are applied (the first that matches decides):
 | 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
 | 3 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
 | 4 | the caller already settled the message itself (`withdrawn`: its planned contact was cancelled by a re-plan, its appointment cancelled, a later reminder due) | that verdict |
-| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
+| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag), or any automated text is (an open `number_changed` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
 | 6 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
 | 7 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
 | 8 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
-| 9 | otherwise                                                     | send                            |
+| 9 | WhatsApp outside the person's 24-hour window (`whatsapp`), with an approved template mapped | send as that template (`SEND_TEMPLATE`) |
+| 10 | WhatsApp outside the window, no template mapped              | `needs_template` (never sent as free text; bot/services/whatsapp_window.py) |
+| 11 | otherwise                                                     | send                            |
 
 Holds (`hold_for`): automation steps back while a person has asked for a break or is in crisis,
 but appointment reminders still go (a missed court date costs more than a text). A PAUSE holds
@@ -51,18 +53,24 @@ from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
 SENT_WHILE_PAUSED = ("crisis_reply",)
 # Automated outreach that a hold (a PAUSE, an open crisis flag) holds back; reminders still go.
 HOLDABLE = ("welcome", "checkin")
+# What an open number_changed flag holds: every automated text, reminders too (a court date
+# must not go to a stranger); staff replies and crisis replies still go.
+HELD_FOR_NUMBER = ("welcome", "checkin", "reminder")
 # How long an open crisis flag holds a welcome or check-in before it is looked at again.
 CRISIS_RECHECK = timedelta(minutes=5)
 
 
 class Verdict(NamedTuple):
-    # "send", "cancelled", "skipped" or "deferred"
+    # "send", "cancelled", "skipped", "deferred" or "needs_template"
     action: str
     reason: str = ""
     send_after: datetime | None = None  # deferred: the end of the recipient's quiet hours
 
 
 SEND = Verdict("send")
+# Outside WhatsApp's 24-hour window: as the approved template mapped for the message.
+SEND_TEMPLATE = Verdict("send", "whatsapp_template")
+NEEDS_TEMPLATE = Verdict("needs_template", "whatsapp_template_missing")
 _WINDOW_CLOSED = Verdict("skipped", "window_closed")
 # What callers pass as `withdrawn`.
 SUPERSEDED = Verdict("cancelled", "superseded")
@@ -75,15 +83,30 @@ _STATUS = {
 }
 
 
+class WhatsApp(NamedTuple):
+    """A WhatsApp message's standing against the 24-hour window, read by the caller in bulk
+    (bot.services.whatsapp_window.last_inbound)."""
+
+    in_window: bool
+    has_template: bool
+
+
 class Hold(NamedTuple):
     until: datetime
-    reason: str  # "crisis_open" or "checkins_paused"
+    reason: str  # "number_changed", "crisis_open" or "checkins_paused"
 
 
 def hold_for(
-    purpose: str, *, now: datetime, paused_until: datetime | None, crisis_open: bool
+    purpose: str,
+    *,
+    now: datetime,
+    paused_until: datetime | None,
+    crisis_open: bool,
+    number_changed: bool = False,
 ) -> Hold | None:
     """The hold on a message of this purpose (or planned contact of this kind), if any."""
+    if number_changed and purpose in HELD_FOR_NUMBER:
+        return Hold(now + CRISIS_RECHECK, "number_changed")
     if purpose not in HOLDABLE:
         return None
     if crisis_open:
@@ -158,6 +181,7 @@ def decide(
     withdrawn: Verdict | None = None,
     hold: Hold | None = None,
     user_active: bool = True,
+    whatsapp: WhatsApp | None = None,
 ) -> Verdict:
     """Whether a message may go at `now` (see the module's table of rules)."""
     if (status is not None and status != "active") and (
@@ -179,4 +203,6 @@ def decide(
         if not_after is not None and morning >= not_after:
             return _WINDOW_CLOSED
         return Verdict("deferred", "quiet_hours", morning)
+    if whatsapp is not None and not whatsapp.in_window:
+        return SEND_TEMPLATE if whatsapp.has_template else NEEDS_TEMPLATE
     return SEND

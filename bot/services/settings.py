@@ -38,6 +38,14 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         # ... and is dropped if another reminder for the appointment went out this recently.
         "drop_if_sent_within_hours": 12,
     },
+    "locations": {
+        # Whether appointment reminders name the place. A place with a sensitive word
+        # (messages/sensitive.py: "County Court Room 3") is never texted: `sensitive` says
+        # whether it is refused where it is entered ("refuse") or stored and texted as the
+        # neutral "the place you were given" ("generic"); the coordinator is warned either way.
+        "include_in_reminders": True,
+        "sensitive": "generic",
+    },
     "escalation": {
         "reply_window_hours": 48,
         # A text waiting this long for a staff reply raises `unanswered_text` (high after 48 h).

@@ -108,9 +108,14 @@ def message_context(
     coach_first_name: str | None,
     timezone: str,
     appointment: Appointment | None = None,
+    include_location: bool = True,
 ) -> dict[str, str]:
     """`participant_context` from plain values, for callers that read many people's columns
-    at once (the scheduler) instead of loading each Participant and coach."""
+    at once (the scheduler) instead of loading each Participant and coach.
+
+    The appointment's place is texted only when `include_location` (the program's
+    `locations` setting) and when it holds no sensitive word (messages/sensitive.py, which
+    sees through look-alike letters): otherwise the neutral "the place you were given"."""
     context = {
         "first_name": first_name,
         "coach_first_name": coach_first_name
@@ -123,9 +128,10 @@ def message_context(
         zone = ZoneInfo(timezone)
         context["appointment_date"] = format_local_date(appointment.starts_at, zone, language)
         context["appointment_time"] = format_local_time(appointment.starts_at, zone, language)
-        context["appointment_place"] = appointment.location or _NO_PLACE.get(
-            language, _NO_PLACE["en"]
-        )
+        place = appointment.location if include_location else None
+        if place and find_sensitive_terms(place):
+            place = None
+        context["appointment_place"] = place or _NO_PLACE.get(language, _NO_PLACE["en"])
     return context
 
 

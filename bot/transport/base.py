@@ -15,6 +15,10 @@ class SendRequest:
     # Our outbox key, for logs and for transports that can use it; Twilio cannot.
     idempotency_key: str
     status_callback: str | None = None
+    # WhatsApp outside the 24-hour window: an approved template (Twilio's ContentSid) and its
+    # variables (ContentVariables, a JSON object); `body` is then not sent.
+    content_sid: str | None = None
+    content_variables: str | None = None
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,13 @@ class TwilioTransport:
 
     def send(self, request: SendRequest) -> SendResult:
         to = _whatsapp(request.to) if request.channel == "whatsapp" else request.to
-        params: dict[str, Any] = {"to": to, "body": request.body, **self._sender(request.channel)}
+        params: dict[str, Any] = {"to": to, **self._sender(request.channel)}
+        if request.content_sid:
+            params["content_sid"] = request.content_sid
+            if request.content_variables:
+                params["content_variables"] = request.content_variables
+        else:
+            params["body"] = request.body
         if request.status_callback:
             params["status_callback"] = request.status_callback
         try:

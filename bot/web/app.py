@@ -22,6 +22,7 @@ from . import (
     input_guard,
     ladder_banner,
     message_templates,
+    numbers,
     outage,
     participants,
     people,
@@ -74,6 +75,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     app.register_blueprint(people.bp)
     app.register_blueprint(unknown.bp)
     app.register_blueprint(flags.bp)
+    app.register_blueprint(numbers.bp)
     app.register_blueprint(admin.bp)
     imports.init_app(app)
     app.register_blueprint(staff.bp)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from bot.models import Template
+from bot.models import Template, WhatsAppTemplate
+from bot.services import whatsapp_window
+from bot.services.audit import record
 from bot.services.template_groups import grouped
 from bot.services.templates import (
     LANGUAGE_NAMES,
@@ -36,14 +38,94 @@ def _template(template_id: int) -> Template:
 
 @bp.get("/templates")
 @roles_required(*EDITORS)
-def index() -> str:
-    return render_template(
-        "message_templates.html",
-        title="Messages",
-        groups=grouped(list_templates(db())),
-        describe_key=describe_key,
-        language_names=LANGUAGE_NAMES,
+def index() -> ResponseReturnValue:
+    return _render_index({}, None, 200)
+
+
+def _render_index(form: dict[str, str], error: str | None, status: int) -> tuple[str, int]:
+    rows = list_templates(db())
+    return (
+        render_template(
+            "message_templates.html",
+            title="Messages",
+            groups=grouped(rows),
+            template_rows=rows,
+            describe_key=describe_key,
+            language_names=LANGUAGE_NAMES,
+            whatsapp=whatsapp_window.list_mappings(db()),
+            whatsapp_form=form,
+            whatsapp_error=error,
+        ),
+        status,
     )
+
+
+@bp.post("/templates/whatsapp")
+@roles_required(*EDITORS)
+def map_whatsapp() -> ResponseReturnValue:
+    """Map a message (key and language) to an approved WhatsApp template: its Content SID and
+    which placeholder fills each numbered variable."""
+    form = {
+        name: request.form.get(name, "").strip()
+        for name in ("template", "content_sid", "variables")
+    }
+    key, _, language = form["template"].partition(":")
+    session = db()
+    known = {(row.key, row.language) for row in list_templates(session)}
+    try:
+        if (key, language) not in known:
+            raise whatsapp_window.MappingRefused("choose one of the program's messages")
+        variables = whatsapp_window.parse_variables(
+            form["variables"], allowed_placeholders_for(key)
+        )
+        mapping = whatsapp_window.save_mapping(
+            session,
+            template_key=key,
+            language=language,
+            content_sid=form["content_sid"],
+            variables=variables,
+            now=utcnow(),
+            user_id=current_staff().id,
+        )
+    except whatsapp_window.MappingRefused as refused:
+        session.rollback()
+        return _render_index(form, str(refused), 422)
+    record(
+        session,
+        now=utcnow(),
+        action="whatsapp_template.map",
+        actor="dashboard",
+        user_id=current_staff().id,
+        detail={"template_key": key, "language": language, "content_sid": mapping.content_sid},
+    )
+    session.commit()
+    flash(
+        f"{describe_key(key)} ({LANGUAGE_NAMES.get(language, language)}) goes as "
+        f"WhatsApp template {mapping.content_sid} outside the 24-hour window.",
+        "success",
+    )
+    return redirect(url_for(".index") + "#whatsapp")
+
+
+@bp.post("/templates/whatsapp/<int:mapping_id>/delete")
+@roles_required(*EDITORS)
+def unmap_whatsapp(mapping_id: int) -> ResponseReturnValue:
+    session = db()
+    mapping = session.get(WhatsAppTemplate, mapping_id)
+    if mapping is None:
+        abort(404)
+    record(
+        session,
+        now=utcnow(),
+        action="whatsapp_template.unmap",
+        actor="dashboard",
+        user_id=current_staff().id,
+        detail={"template_key": mapping.template_key, "language": mapping.language},
+    )
+    session.delete(mapping)
+    session.commit()
+    flash("Mapping removed.", "success")
+    return redirect(url_for(".index") + "#whatsapp")
 
 
 def _render_editor(

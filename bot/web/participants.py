@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import Appointment, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
-from bot.services import coach_reply, inbox
+from bot.services import coach_reply, inbox, numbers
 from bot.services import conversation as conv
 from bot.services import participant_list as plist
 from bot.services import participants_editing as editing
@@ -261,6 +261,10 @@ def reply(participant_id: int) -> ResponseReturnValue:
     participant = participant_or_404(participant_id)
     body = request.form.get("body", "")
     when = request.form.get("when") or None
+    if request.form.get("number_ok") != "yes" and numbers.open_flag(session, participant.id):
+        # The number may belong to someone else now: the form warned, the sender must say so.
+        error = "This number may belong to someone else now: tick 'Send to this number anyway'."
+        return _detail_page(participant, reply_body=body, reply_error=error, reply_when=when), 422
     try:
         queued = coach_reply.send_staff_reply(
             session,

@@ -101,3 +101,28 @@ def test_neutral_text_has_no_sensitive_terms(text: str) -> None:
 
 def test_results_are_in_order_of_first_appearance() -> None:
     assert find_sensitive_terms("parole, then jail, then parole") == ["parole", "jail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("cоurt", "court"),  # a Cyrillic о
+        ("Cоurthоuse", "courthouse"),  # two of them
+        ("c0urt", "court"),
+        ("p.o.", "PO"),
+        ("Meet your P. O. at 3", "PO"),
+        ("prob@tion", "probation"),
+        ("ј4il", "jail"),  # a Cyrillic ј and a digit
+        ("pаrole", "parole"),  # a Cyrillic а
+        ("τherapy", "therapy"),  # a Greek τ
+    ],
+)
+def test_look_alike_letters_digits_and_dots_do_not_hide_a_sensitive_word(
+    text: str, term: str
+) -> None:
+    assert find_sensitive_terms(text) == [term]
+
+
+@pytest.mark.parametrize("text", ["courtesy", "10 a.m. at the library", "Main St. Library"])
+def test_abbreviations_and_longer_words_stay_innocent(text: str) -> None:
+    assert find_sensitive_terms(text) == []

@@ -35,6 +35,8 @@ class FakeTwilio:
         # Port 0: the OS picks a free port, so parallel test runs never collide.
         self.arrivals: list[Arrival] = []
         self.lock = threading.Lock()
+        # To address -> the Twilio error code its creates are refused with (HTTP 400).
+        self.refuse: dict[str, int] = {}
         # (HTTP status, Twilio error code) to answer every create with, as Twilio does (e.g.
         # (401, 20003) for a wrong auth token); None: accept. Refused creates are counted in
         # `refused`, not recorded as arrivals.
@@ -60,8 +62,14 @@ class FakeTwilio:
                 arrival = Arrival(at, self.path, self.headers.get("User-Agent", ""), form)
                 with fake.lock:
                     fake.arrivals.append(arrival)
-                body = json.dumps({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}).encode()
-                self.send_response(201)
+                    code = fake.refuse.get(form.get("To", ""))
+                answer: dict[str, object] = (
+                    {"code": code, "message": "refused", "status": 400}
+                    if code is not None
+                    else {"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}
+                )
+                body = json.dumps(answer).encode()
+                self.send_response(400 if code is not None else 201)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -17,8 +17,16 @@ from bot.config import Config
 from bot.transport.base import SendRequest
 from bot.transport.twilio import TwilioTransport
 
-# The shared Twilio OpenAPI mock lives beside the checkout (../shared/twilio/mock).
-MOCK = Path(__file__).resolve().parents[3] / "shared" / "twilio" / "mock"
+# The shared Twilio OpenAPI mock lives beside the checkout (../shared/twilio/mock), or beside
+# a directory above it (a git worktree kept under the checkout's parent).
+MOCK = next(
+    (
+        parent / "shared" / "twilio" / "mock"
+        for parent in Path(__file__).resolve().parents[2:]
+        if (parent / "shared" / "twilio" / "mock").exists()
+    ),
+    Path(__file__).resolve().parents[3] / "shared" / "twilio" / "mock",
+)
 
 
 def _free_port() -> int:
@@ -95,3 +103,37 @@ def test_outbound_message_passes_twilio_openapi_validation(
     sent = transport.client.http_client._test_only_last_request
     assert sent.url.startswith(twilio_mock + "/2010-04-01/Accounts/AC")
     assert sent.data["StatusCallback"] == "https://checkin.example.org/twilio/status"
+
+
+def test_whatsapp_template_send_passes_twilio_openapi_validation(twilio_mock: str) -> None:
+    """Outside the 24-hour window: ContentSid and ContentVariables, no Body."""
+    from bot.config import parse_config
+
+    config: Config = parse_config(
+        {
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "TWILIO_API_BASE": twilio_mock,
+            "TWILIO_FROM_NUMBER": "+15550100000",
+            "TWILIO_WHATSAPP_FROM": "whatsapp:+15550100001",
+        }
+    )
+    transport = TwilioTransport.from_config(config)
+    result = transport.send(
+        SendRequest(
+            to="+13125550100",
+            body="Hola Ana, ¿cómo estás?",
+            channel="whatsapp",
+            idempotency_key="contract-template",
+            status_callback="https://checkin.example.org/twilio/status",
+            content_sid="HX" + "ab" * 16,
+            content_variables='{"1":"Ana","2":"Homecoming Peers"}',
+        )
+    )
+    assert result.provider_sid.startswith("SM")
+    sent = transport.client.http_client._test_only_last_request
+    assert sent.data["ContentSid"] == "HX" + "ab" * 16
+    assert sent.data["ContentVariables"] == '{"1":"Ana","2":"Homecoming Peers"}'
+    assert sent.data["To"] == "whatsapp:+13125550100"
+    assert sent.data["From"] == "whatsapp:+15550100001"
+    assert "Body" not in sent.data

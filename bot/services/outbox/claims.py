@@ -10,7 +10,11 @@ deferred to the morning), its `not_after` has not passed (then it is cancelled a
 contact `skipped`). The rows that pass are claimed with one conditional UPDATE (`status =
 'pending'` in the WHERE, RETURNING the ids actually claimed), committed by the caller *before*
 any network call. A batch holds at most one message per recipient, so a person's second text
-is judged after the first one's outcome (a 21610 on the first opts them out).
+is judged after the first one's outcome (a 21610 on the first opts them out). A WhatsApp row
+is judged against the person's 24-hour window (their last inbound text, read for the batch in
+one query): free text inside it, its approved template outside it, and with none mapped it is
+settled `needs_template` and one program-level `whatsapp_template_missing` flag is raised
+(bot.services.whatsapp_window).
 
 `urgent_only` is the urgent lane's claim (scheduler/urgent.py): the same rules, over the due
 pending pages, crisis replies and staff replies only (bot/models/messages.py URGENT_PENDING,
@@ -46,7 +50,7 @@ from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
 from bot.models.messages import URGENT_PENDING
-from bot.services import contacts, sendability
+from bot.services import contacts, numbers, sendability, whatsapp_window
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
 
@@ -83,7 +87,7 @@ class SendCounts:
         """Count a verdict that settles a message without a send."""
         if verdict.action == "cancelled":
             self.cancelled += 1
-        elif verdict.action == "skipped":
+        elif verdict.action in ("skipped", "needs_template"):
             self.skipped += 1
         elif verdict.action == "deferred":
             self.deferred += 1
@@ -138,6 +142,8 @@ def claim_batch(
             m.attempts,
             m.not_after,
             m.ignore_quiet_hours,
+            m.content_sid,
+            m.content_variables,
         )
         .where(text(URGENT_PENDING) if urgent_only else m.status == "pending")
         .where(m.send_after <= now)
@@ -162,6 +168,16 @@ def claim_batch(
         )
     }
     in_crisis = sendability.in_crisis(session, participant_ids)
+    number_changed = numbers.with_number_changed(session, participant_ids)
+    last_inbound = whatsapp_window.last_inbound(
+        session,
+        {
+            r.participant_id
+            for r in rows
+            if r.channel == "whatsapp" and r.participant_id is not None
+        },
+    )
+    as_template: set[int] = set()  # chosen rows that go as their approved template
     contact_ids = {r.planned_contact_id for r in rows if r.planned_contact_id is not None}
     contact_states = {
         cid: state
@@ -181,6 +197,7 @@ def claim_batch(
     deferred: list[dict[str, Any]] = []
     zones: dict[int, ZoneInfo] = {}  # chosen row -> its recipient's zone
     chosen: list[Any] = []
+    needs_template: list[int] = []
     recipients: set[tuple[str, object]] = set()
     looked = 0
     for row in rows:
@@ -205,6 +222,7 @@ def claim_batch(
                 now=now,
                 paused_until=paused_until,
                 crisis_open=row.participant_id in in_crisis,
+                number_changed=row.participant_id in number_changed,
             )
         verdict = sendability.decide(
             now,
@@ -222,15 +240,29 @@ def claim_batch(
             user_active=row.participant_id is not None
             or row.user_id is None
             or row.user_id in active_users,
+            whatsapp=sendability.WhatsApp(
+                in_window=whatsapp_window.in_window(last_inbound.get(row.participant_id), now),
+                has_template=row.content_sid is not None,
+            )
+            if row.channel == "whatsapp" and row.participant_id is not None
+            else None,
         )
         if verdict.action == "send":
             recipients.add(recipient)
             chosen.append(row)
             zones[row.id] = zone
+            if verdict is sendability.SEND_TEMPLATE:
+                as_template.add(row.id)
             continue
         counts.count(verdict)
         if verdict.action == "deferred":
             deferred.append({"id": row.id, "send_after": verdict.send_after})
+            continue
+        if verdict.action == "needs_template":
+            needs_template.append(row.id)
+            if row.planned_contact_id is not None:
+                key = ("skipped", "needs_template")
+                contact_decisions.setdefault(key, []).append(row.planned_contact_id)
             continue
         settled.setdefault(("cancelled", verdict.reason), []).append(row.id)
         if row.planned_contact_id is not None:
@@ -243,6 +275,8 @@ def claim_batch(
             .values(status=status, error_message=reason, status_updated_at=now)
             .execution_options(synchronize_session=False)
         )
+    if needs_template:
+        mark_needs_template(session, needs_template, now)
     for (state, reason), ids in contact_decisions.items():
         contacts.decide(session, ids, state, reason, now)
     if deferred:
@@ -276,6 +310,8 @@ def claim_batch(
                 channel=r.channel,
                 idempotency_key=r.idempotency_key,
                 status_callback=status_callback,
+                content_sid=r.content_sid if r.id in as_template else None,
+                content_variables=r.content_variables if r.id in as_template else None,
             ),
             attempts=r.attempts + 1,
             planned_contact_id=r.planned_contact_id,
@@ -288,6 +324,39 @@ def claim_batch(
         for r in chosen
         if r.id in claimed
     ], looked
+
+
+def mark_needs_template(
+    session: Session, message_ids: Sequence[int], now: datetime, *, code: int | None = None
+) -> int:
+    """WhatsApp messages that may not go as free text (outside the person's window, or refused
+    by WhatsApp with 63016) and have no approved template: `needs_template`, never sent as free
+    text, and the one program-level flag raised for coordinators. Returns how many moved."""
+    if not message_ids:
+        return 0
+    values: dict[str, Any] = {
+        "status": "needs_template",
+        "error_message": "no approved WhatsApp template outside the 24-hour window",
+        "status_updated_at": now,
+    }
+    if code is not None:
+        values["error_code"] = code
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.id.in_(list(message_ids)),
+            OutboundMessage.status.in_(("pending", "sending", "unknown", "queued", "sent")),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if moved:
+        log_event(log, "send.needs_template", logging.WARNING, messages=moved, code=code)
+        whatsapp_window.template_missing(
+            session, now, {"messages": moved, "first_message_id": min(message_ids)}
+        )
+    return moved
 
 
 def urgent_due(session: Session, now: datetime) -> bool:

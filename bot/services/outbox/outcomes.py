@@ -29,12 +29,13 @@ from bot.bulk import array_param
 from bot.db import is_postgresql, session_scope
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage
-from bot.services import contacts
+from bot.services import contacts, numbers
 from bot.services.delivery import UNSUBSCRIBED_CODE, act_on_error_code
 from bot.services.expectations import create_reply_expectations
 from bot.services.flags import raise_flag
 from bot.services.outbox import account_errors
-from bot.services.outbox.claims import Claim, SendCounts, flag_unknown
+from bot.services.outbox.claims import Claim, SendCounts, flag_unknown, mark_needs_template
+from bot.services.whatsapp_window import OUTSIDE_WINDOW_CODE
 from bot.transport.base import SendResult, TransportError
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,13 @@ def record_error(
         counts.unknown += 1
         flag_unknown(session, message, now, "timeout_after_request")
         return
+    if error.code == OUTSIDE_WINDOW_CODE and message.channel == "whatsapp":
+        # WhatsApp refused free text outside the person's window: never retried as free text.
+        mark_needs_template(session, [message.id], now, code=error.code)
+        counts.skipped += 1
+        if message.planned_contact_id is not None:
+            contacts.decide(session, [message.planned_contact_id], "skipped", "needs_template", now)
+        return
     retry_at = now + backoff(claim.attempts, error.retry_after)
     retry_ok = message.not_after is None or retry_at < message.not_after
     if not error.permanent and claim.attempts < MAX_ATTEMPTS and retry_ok:
@@ -200,6 +208,8 @@ def record_error(
             participant_id=message.participant_id,
             detail={"message_id": message.id, "error_code": error.code},
         )
+        if error.code is not None:
+            numbers.after_delivery_failure(session, message, error.code, now)
 
 
 def _reply_expectations_unless_failing(
