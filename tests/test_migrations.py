@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, inspect, select
 from sqlalchemy.orm import Session
 
 from bot.db import MIGRATIONS_DIR, alembic_config
-from bot.models import Base, Template, TemplateVersion
+from bot.models import Base, OutboundMessage, Template, TemplateVersion
 from messages.defaults import default_templates
 
 
@@ -90,3 +90,29 @@ def test_self_service_templates_reach_an_install_seeded_before_them(
     command.upgrade(config, "head")
     with Session(engine) as session:
         assert session.scalars(select(Template)).all() == []
+
+
+def test_a_staff_reply_to_an_unknown_number_becomes_a_routine_reply_when_downgraded(
+    engine: Engine, database_url: str
+) -> None:
+    config = alembic_config(database_url)
+    before = ScriptDirectory.from_config(config).get_revision("0026_unknown_answers").down_revision
+    assert isinstance(before, str)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        session.add(
+            OutboundMessage(
+                idempotency_key="unknown_reply:k",
+                purpose="coach_reply",
+                channel="sms",
+                to_address="+13125550177",
+                body="Who is this?",
+                status="sent",
+                send_after=at,
+                created_at=at,
+            )
+        )
+    command.downgrade(config, before)
+    with Session(engine) as session:
+        assert session.scalars(select(OutboundMessage.purpose)).all() == ["reply"]
+    command.upgrade(config, "head")

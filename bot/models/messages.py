@@ -20,6 +20,10 @@ URGENT_PURPOSES = ("page", "crisis_reply", "coach_reply")
 # this WHERE and the lane's query repeats it word for word (SQLite uses a partial index only
 # for a query whose WHERE contains the index's terms as written, not as bound parameters).
 URGENT_PENDING = f"status = 'pending' AND {in_list('purpose', URGENT_PURPOSES)}"
+# The answers that may go to a number with no participant or staff member behind it (an
+# unknown sender): the automatic reply, the crisis reply, and a staff member's reply. The last
+# two are urgent (above) like any other crisis or staff reply, so they share the priority lane.
+ANSWER_PURPOSES = ("reply", "crisis_reply", "coach_reply")
 # pending: waiting to be claimed; sending: claimed, the request may be in flight;
 # queued/sent/delivered/undelivered/failed: Twilio's own statuses; unknown: the request left and
 # no answer came back, so it must not be blindly resent; cancelled: never sent (STOP, paused,
@@ -53,7 +57,8 @@ class OutboundMessage(Base):
         CheckConstraint(in_list("purpose", PURPOSES), name="purpose"),
         CheckConstraint(in_list("status", OUTBOUND_STATUSES), name="status"),
         CheckConstraint(
-            "participant_id IS NOT NULL OR user_id IS NOT NULL OR purpose = 'reply'",
+            "participant_id IS NOT NULL OR user_id IS NOT NULL OR "
+            + in_list("purpose", ANSWER_PURPOSES),
             name="has_recipient",
         ),
         # The claim's and the stale-claim recovery's work list. Partial: a row's move from

@@ -153,7 +153,7 @@ def process(
             session,
             message,
             reply.body,
-            purpose=reply.purpose if participant is not None else "reply",
+            purpose=reply.purpose,
             participant_id=participant.id if participant is not None else None,
             now=now,
             in_twiml=in_twiml,

@@ -216,8 +216,9 @@ def crisis(
         start_ladder(session, flag, now, config)
     if participant is None:
         # Not enrolled: no name or coach to speak of; the HELP text names the program's line
-        # and 988, and a coordinator is paged.
-        return Reply(_render(session, "help", "en", _anonymous_context(config)))
+        # and 988, and a coordinator is paged. A crisis reply all the same: when it goes
+        # through the outbox (a late retry) it takes the urgent lane.
+        return Reply(_render(session, "help", "en", _anonymous_context(config)), "crisis_reply")
     was_opted_out = participant.status == "opted_out"
     if stop:
         consent.opt_out(

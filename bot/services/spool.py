@@ -428,9 +428,7 @@ def _record_twiml_reply(
         session,
         incoming,
         text.reply,
-        purpose=text.reply_purpose
-        if participant_id is not None and text.reply_purpose
-        else "reply",
+        purpose=text.reply_purpose or "reply",
         participant_id=participant_id,
         now=text.received_at,
         in_twiml=True,

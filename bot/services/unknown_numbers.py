@@ -5,10 +5,10 @@ A text from a number no participant has is stored with `participant_id` NULL, ra
 Here a coordinator:
 
 - reads that number's conversation (its texts, and what was sent back to it),
-- replies: an outbox row with `participant_id` NULL and purpose `reply` (the only kind of row
-  without a recipient the outbox's `has_recipient` constraint allows), at once and at any hour
-  (they texted us; a person chose to answer), ending the wait of that number's texts; never
-  to a number whose last word was STOP,
+- replies: an outbox row with `participant_id` NULL and purpose `coach_reply` (a staff reply,
+  so it takes the urgent lane like a reply to a participant), at once and at any hour (they
+  texted us; a person chose to answer), ending the wait of that number's texts; never to a
+  number whose last word was STOP,
 - enrols the number (bot.services.participants_editing.create_participant, then `adopt`), or
 - links it to an existing participant whose number changed (`link_to_participant`): the old
   number is kept in `participant_phone_history`, the change is audited without the numbers.
@@ -184,7 +184,7 @@ def send_reply(
     result = enqueue(
         session,
         idempotency_key=f"unknown_reply:{key}",
-        purpose="reply",
+        purpose="coach_reply",
         channel=number.channel,
         to_address=number.address,
         body=text,

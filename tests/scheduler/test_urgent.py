@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.models import OutboundMessage
+from bot.services import unknown_numbers
+from bot.services.inbound_store import store
 from bot.services.outbox import enqueue
 from bot.services.outbox.claims import SendCounts
 from bot.transport.base import SendRequest, SendResult, Transport
@@ -25,6 +27,7 @@ from scheduler.urgent import UrgentLane, send_urgent
 from tests.factories import make_participant, make_user
 from tests.scheduler.fake_twilio import FakeTwilio
 from tests.scheduler.helpers import max_in_window
+from tests.services.test_inbound import form
 
 NOW = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)  # 10:00 in New York
 NIGHT = datetime(2026, 3, 4, 4, 0, tzinfo=UTC)  # 23:00 in New York: quiet hours
@@ -255,6 +258,36 @@ def test_a_staff_reply_sent_now_in_quiet_hours_goes_through_the_lane(
             select(OutboundMessage).where(OutboundMessage.purpose == "checkin")
         ).one()
         assert checkin.status == "pending"
+
+
+def test_a_staff_reply_to_an_unknown_number_goes_through_the_lane(
+    sessions: sessionmaker[Session], config: Config
+) -> None:
+    stranger = "+13125550177"
+    with sessions.begin() as session:
+        coordinator = make_user(session, NIGHT, role="coordinator")
+        stored = store(session, form(stranger, "got a text from this number"), now=NIGHT)
+        assert stored is not None
+        number, _ = unknown_numbers.from_message(session, stored.id)
+        assert number is not None
+        unknown_numbers.send_reply(
+            session,
+            number,
+            body="Hi, this is Homecoming Peers. Who is this?",
+            staff_user_id=coordinator.id,
+            now=NIGHT,
+        )
+    _routine_backlog(sessions, 3)  # due too, but not the lane's
+    transport = SimulatedTransport()
+
+    counts, _ = send_urgent(
+        sessions, transport, config, worker_id="lane", limiter=None, clock=_at(NIGHT)
+    )
+
+    assert counts.sent == 1
+    assert [(m.to, m.body) for m in transport.sent] == [
+        (stranger, "Hi, this is Homecoming Peers. Who is this?")
+    ]
 
 
 def test_two_lanes_and_a_tick_at_once_send_each_urgent_text_exactly_once(

@@ -417,6 +417,8 @@ def test_an_unknown_senders_crisis_answered_late_is_still_a_crisis_reply(
         select(OutboundMessage).where(OutboundMessage.to_address == "+13125550666")
     ).one()
     assert reply.ignore_quiet_hours and reply.not_after is None and "988" in reply.body
+    # Urgent like any crisis reply: the urgent lane sends it ahead of a routine backlog.
+    assert (reply.purpose, reply.participant_id) == ("crisis_reply", None)
 
 
 def test_a_late_start_does_not_undo_a_stop_sent_after_it(

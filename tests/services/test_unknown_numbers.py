@@ -71,7 +71,12 @@ def test_a_reply_goes_through_the_outbox_at_once_and_ends_the_wait(
     )
     session.commit()
     assert again.id == message.id  # a double click queues one text
-    assert (message.participant_id, message.purpose, message.status) == (None, "reply", "pending")
+    # A staff reply, so it takes the urgent lane like a reply to a participant.
+    assert (message.participant_id, message.purpose, message.status) == (
+        None,
+        "coach_reply",
+        "pending",
+    )
     assert (message.send_after, message.ignore_quiet_hours, message.created_by_id) == (
         late,
         True,
