@@ -95,6 +95,11 @@ REPLIES = {
 PARTICIPANT_COUNT = 40
 WORKER_SECONDS = 20
 OPT_OUT_AGO = timedelta(days=2, hours=3)
+# Seeded replies older than this were handled by a coach; newer ones wait in the inbox.
+ANSWERED_BEFORE = timedelta(hours=30)
+# What automation fully answers (bot.services.inbox): the seeded STOP and the NO that declined
+# a reminded appointment; their flags are the coach's cue, not the inbox.
+AUTOMATION_ANSWERS = ("stop", "start", "yes", "no")
 
 
 def _demo_password(role: str) -> str:
@@ -318,8 +323,16 @@ class _History:
         )
 
     def inbound(
-        self, participant: Participant, body: str, at: datetime, intent: str = "none"
+        self,
+        participant: Participant,
+        body: str,
+        at: datetime,
+        intent: str = "none",
+        *,
+        answered: tuple[str, int | None, datetime] | None = None,
     ) -> InboundMessage:
+        """A processed text; `answered` (kind, user, when) ends its wait as a coach would have
+        (bot.services.inbox), so the queue shows what waits now, not months of history."""
         message = InboundMessage(
             message_sid=self.sid("SM"),
             from_address=participant.address,
@@ -338,6 +351,14 @@ class _History:
             intent=intent,
             processed_at=at,
         )
+        if answered is None and intent in AUTOMATION_ANSWERS:
+            answered = ("automatic", None, at)
+        if answered is not None:
+            kind, user_id, when = answered
+            message.needs_reply = False
+            message.answer_kind = kind
+            message.answered_by_user_id = user_id
+            message.answered_at = when
         self.session.add(message)
         return message
 
@@ -395,7 +416,16 @@ def _seed_history(session: Session, now: datetime) -> None:
             if replies:
                 delay = timedelta(minutes=5 + (i * 37 + n * 11) % 300)
                 body = REPLIES[person.language][(i + n) % 5]
-                history.inbound(person, body, sent_at + delay)
+                at = sent_at + delay
+                # A coach read the older ones long ago ("no reply needed"); the last day's
+                # wait in the queue, as they would on a real morning.
+                seen = at + timedelta(hours=2)
+                handled = (
+                    ("no_reply_needed", person.coach_id or coordinator.id, seen)
+                    if seen < now - ANSWERED_BEFORE
+                    else None
+                )
+                history.inbound(person, body, at, answered=handled)
                 misses = 0
             else:
                 misses += 1
@@ -458,7 +488,13 @@ def _seed_flags(
     elif i == 18:
         # An earlier crisis that a coach acknowledged in 6 minutes and resolved.
         at = now - timedelta(days=9)
-        history.inbound(person, "everything is too much tonight", at, intent="crisis")
+        history.inbound(
+            person,
+            "everything is too much tonight",
+            at,
+            intent="crisis",
+            answered=("reply", coach_id, at + timedelta(minutes=6)),
+        )
         history.outbound(
             person, "crisis_reply", _render(session, person, "crisis"), at, "delivered"
         )
