@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.db import make_engine, make_session_factory
-from bot.demo import DemoError, DemoWorker, prepare_demo, seed_demo, simulated_tick
+from bot.demo import DemoError, DemoWorker, prepare_demo, simulated_tick
+from bot.demo_seed import seed_demo
 from bot.models import (
     Appointment,
     Base,
