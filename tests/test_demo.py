@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 
 from bot.config import Config
 from bot.db import make_engine, make_session_factory
-from bot.demo import DemoError, DemoWorker, prepare_demo, seed_demo, simulated_tick
+from bot.demo import DemoError, DemoWorker, prepare_demo, simulated_tick
+from bot.demo_seed import seed_demo
 from bot.models import (
     Appointment,
     Base,
@@ -76,6 +77,32 @@ def test_the_demo_seeds_staff_participants_appointments_conversations_and_flags(
             )
         ).first()
         assert welcome is not None and welcome.startswith("Hola")
+    engine.dispose()
+
+
+def test_the_demo_inbox_holds_the_last_days_texts_not_months_of_history(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    seed_demo(url, NOW)
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        waiting = session.scalars(
+            select(InboundMessage.received_at).where(InboundMessage.needs_reply.is_(True))
+        ).all()
+        handled = session.execute(
+            select(InboundMessage.answer_kind, InboundMessage.answered_by_user_id).where(
+                InboundMessage.needs_reply.is_(False)
+            )
+        ).all()
+        # Some texts wait (the crisis among them), none for weeks; the older ones were
+        # handled by a person, recorded as the inbox records it.
+        assert 0 < len(waiting) < 40
+        assert max(NOW - at.replace(tzinfo=UTC) for at in waiting) < timedelta(days=3)
+        assert len(handled) > 50
+        assert all(
+            (kind, user is None)
+            in {("reply", False), ("no_reply_needed", False), ("automatic", True)}
+            for kind, user in handled
+        )
     engine.dispose()
 
 
