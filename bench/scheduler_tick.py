@@ -47,7 +47,7 @@ from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_
 from bot.services.templates import seed_default_templates
 from bot.transport.simulated import SimulatedTransport
 from messages.defaults import checkin_variant_key
-from scheduler.plan import load_rules
+from scheduler.slots import load_rules
 from scheduler.tick import tick
 
 TODAY = date(2026, 3, 3)

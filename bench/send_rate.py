@@ -33,7 +33,7 @@ from scratch import scratch_database
 from sqlalchemy import text
 
 from bot.db import make_engine, make_session_factory, session_scope, upgrade_to_head
-from scheduler.plan import load_rules
+from scheduler.slots import load_rules
 
 # The fake Twilio is the one the tests use (tests/scheduler/fake_twilio.py); run as a script,
 # this file's own directory is on the path, not the checkout.

@@ -153,7 +153,7 @@ def plan(external_id: str, as_json: bool) -> None:
     from sqlalchemy import select
 
     from bot.models import Participant
-    from scheduler.plan import current_plan
+    from scheduler.plan_view import current_plan
 
     config = _config()
     with _session(config) as session:

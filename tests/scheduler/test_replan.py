@@ -26,7 +26,8 @@ from bot.services.replan import request_replan
 from bot.services.settings import get_setting
 from bot.services.settings_editing import save_settings
 from bot.transport.simulated import SimulatedTransport
-from scheduler.plan import clear_replan_marks, load_rules, plan, plan_participant
+from scheduler.plan import clear_replan_marks, plan, plan_participant
+from scheduler.slots import load_rules
 from scheduler.tick import tick
 from tests.factories import make_appointment, make_participant
 from tests.scheduler.helpers import utc
