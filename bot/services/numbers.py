@@ -95,7 +95,9 @@ def on_wrong_number_reply(
 
 
 @dataclass(frozen=True)
-class _Sent:
+class SentText:
+    """One text in a person's history of texts sent: where it went and what became of it."""
+
     id: int
     to_address: str
     status: str
@@ -105,7 +107,7 @@ class _Sent:
         return self.status in _FAILED and self.error_code in CHANGED_HANDS_CODES
 
 
-def sent_in_order(session: Session, participant_id: int) -> list[_Sent]:
+def sent_in_order(session: Session, participant_id: int) -> list[SentText]:
     """The texts to this participant that reached Twilio (it took them, or refused them at
     once), in the order they were sent, whatever order their status callbacks came in.
 
@@ -129,12 +131,12 @@ def sent_in_order(session: Session, participant_id: int) -> list[_Sent]:
         )
     ).all()
     return [
-        _Sent(r.id, r.to_address, r.status, r.error_code)
+        SentText(r.id, r.to_address, r.status, r.error_code)
         for r in sorted(rows, key=lambda r: (r.at, r.id))
     ]
 
 
-def _position(history: list[_Sent], message_id: int) -> int | None:
+def _position(history: list[SentText], message_id: int) -> int | None:
     return next((i for i, sent in enumerate(history) if sent.id == message_id), None)
 
 
