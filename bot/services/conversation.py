@@ -44,6 +44,7 @@ STATUS_LABELS = {
     "failed": "Failed",
     "unknown": "Unknown - may not have been sent",
     "cancelled": "Not sent (cancelled)",
+    "needs_template": "Not sent: WhatsApp needs an approved template",
 }
 
 

@@ -221,7 +221,8 @@ def act_on_error_code(
 ) -> None:
     """What a Twilio error code on a participant's message means for them, whether it came in a
     status callback or as the answer to the send itself (bot/services/outbox/outcomes.py): 21610 (they told
-    the carrier STOP) opts them out; a delivery-failure code flags `delivery_failed`."""
+    the carrier STOP) opts them out; a delivery-failure code flags `delivery_failed`, unless a
+    text sent after this one has been delivered already."""
     participant = session.get(Participant, message.participant_id)
     if participant is None:
         return
@@ -236,7 +237,10 @@ def act_on_error_code(
         )
         return
     failed_codes = {int(c) for c in get_setting(session, "escalation")["delivery_failed_codes"]}
-    if code in failed_codes:
+    # A text sent after this one was delivered already (its callback came first): the number
+    # reaches them, and that delivery would have resolved the flag had the callbacks come in
+    # the order the texts were sent.
+    if code in failed_codes and not numbers.delivered_after(session, message):
         raise_flag(
             session,
             reason="delivery_failed",

@@ -4,22 +4,29 @@ belongs to someone else must not keep receiving check-ins with a coach's name an
 - `number_changed` (high) is raised by a reply such as "wrong number", "who is this", "número
   equivocado" (messages.keywords Intent.WRONG_NUMBER: `on_wrong_number_reply`) and by two
   delivery failures in a row with 30003, 30005 or 30006 to a number that had texts delivered
-  before (`after_delivery_failure`, from the status callbacks and the send's own answer);
+  before and none after them (`after_delivery_failure`, from the status callbacks and the
+  send's own answer);
 - while it is open nothing automated goes to that person (bot.services.sendability: the hold
   `number_changed`); a staff reply may, after a warning in the reply form;
 - it resolves when a coordinator confirms the number (`confirm_number`, audited) or changes it
   (`change_number`): the change goes through bot.services.participants_editing.change_phone,
   so the old number stays in the one phone history (`participant_phone_history`), texts not
   yet sent go to the new number, and the change is audited;
-- a delivered text to a number resolves its open `delivery_failed` flag (`on_delivered`).
+- a delivered text to a number resolves its open `delivery_failed` flag (`on_delivered`),
+  unless a text sent after it has failed.
+
+Status callbacks come in the order carriers answer, not the order texts were sent: "in a row",
+"before" and "after" are always in the order sent (`sent_in_order`), so a late callback
+judges the same as one that came in time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.bulk import in_ids
@@ -33,7 +40,9 @@ from bot.services.flags import raise_flag, resolve_flag
 REASON = "number_changed"
 # Carrier answers that a number is unreachable, unknown or no longer in service.
 CHANGED_HANDS_CODES = frozenset({30003, 30005, 30006})
-_FINAL = ("delivered", "undelivered", "failed")
+_FAILED = ("undelivered", "failed")
+# A text Twilio took (or refused at once) and so has, or will have, an outcome.
+_HANDED = ("queued", "sent", "delivered", "undelivered", "failed", "unknown")
 
 
 class NumberError(ValueError):
@@ -85,52 +94,114 @@ def on_wrong_number_reply(
     )
 
 
+@dataclass(frozen=True)
+class SentText:
+    """One text in a person's history of texts sent: where it went and what became of it."""
+
+    id: int
+    to_address: str
+    status: str
+    error_code: int | None
+
+    def failed_changed_hands(self) -> bool:
+        return self.status in _FAILED and self.error_code in CHANGED_HANDS_CODES
+
+
+def sent_in_order(session: Session, participant_id: int) -> list[SentText]:
+    """The texts to this participant that reached Twilio (it took them, or refused them at
+    once), in the order they were sent, whatever order their status callbacks came in.
+
+    The order is the moment each was handed to Twilio (`handed_at`, the sender's clock as the
+    pass goes on), else when it was recorded as sent (a pass records every text it sends with
+    its own start time), then the row id. Not the id alone: a row made early can go late (a
+    check-in held for the morning, a retry), and not the order of callbacks: Twilio sends them
+    as the carriers answer."""
+    m = OutboundMessage
+    rows = session.execute(
+        select(
+            m.id,
+            m.to_address,
+            m.status,
+            m.error_code,
+            func.coalesce(m.handed_at, m.sent_at, m.status_updated_at, m.created_at).label("at"),
+        ).where(
+            m.participant_id == participant_id,
+            m.status.in_(_HANDED),
+            or_(m.provider_sid.is_not(None), m.status == "failed"),
+        )
+    ).all()
+    return [
+        SentText(r.id, r.to_address, r.status, r.error_code)
+        for r in sorted(rows, key=lambda r: (r.at, r.id))
+    ]
+
+
+def _position(history: list[SentText], message_id: int) -> int | None:
+    return next((i for i, sent in enumerate(history) if sent.id == message_id), None)
+
+
 def after_delivery_failure(
     session: Session, message: OutboundMessage, code: int, now: datetime
 ) -> bool:
-    """Raise `number_changed` when this failure and the one before it to the same number were
-    both 30003/30005/30006 and a text to it was delivered before them. Returns whether raised."""
+    """Raise `number_changed` when this failure and the text sent just before or just after it
+    to the same number both failed with 30003/30005/30006, a text to that number was delivered
+    before them, and none sent after them has been delivered (a later delivery shows the number
+    still reaches the person). "Before", "after" and "in a row" are in the order the texts were
+    sent (`sent_in_order`): a callback that arrives late completes or breaks a run as if it had
+    come in time, and a text between two failures whose outcome is not known yet keeps them
+    from being in a row until it is. Returns whether raised."""
     if code not in CHANGED_HANDS_CODES or message.participant_id is None:
         return False
-    finished = session.execute(
-        select(OutboundMessage.id, OutboundMessage.status, OutboundMessage.error_code)
-        .where(
-            OutboundMessage.participant_id == message.participant_id,
-            OutboundMessage.to_address == message.to_address,
-            OutboundMessage.status.in_(_FINAL),
-        )
-        .order_by(OutboundMessage.id.desc())
-        .limit(2)
-    ).all()
-    if len(finished) < 2 or any(
-        status == "delivered" or error_code not in CHANGED_HANDS_CODES
-        for _, status, error_code in finished
-    ):
+    history = [
+        sent
+        for sent in sent_in_order(session, message.participant_id)
+        if sent.to_address == message.to_address
+    ]
+    at = _position(history, message.id)
+    if at is None:
         return False
-    delivered_before = session.scalar(
-        select(
-            exists().where(
-                OutboundMessage.participant_id == message.participant_id,
-                OutboundMessage.to_address == message.to_address,
-                OutboundMessage.status == "delivered",
-                OutboundMessage.id < min(row.id for row in finished),
-            )
+    for first in (at - 1, at):
+        if first < 0 or first + 1 >= len(history):
+            continue
+        pair = history[first : first + 2]
+        if not all(sent.failed_changed_hands() for sent in pair):
+            continue
+        if not any(sent.status == "delivered" for sent in history[:first]):
+            continue
+        if any(sent.status == "delivered" for sent in history[first + 2 :]):
+            continue
+        raise_flag(
+            session,
+            reason=REASON,
+            now=now,
+            participant_id=message.participant_id,
+            detail={
+                "why": "delivery_failures",
+                "error_code": code,
+                "outbound_message_id": message.id,
+            },
         )
-    )
-    if not delivered_before:
+        return True
+    return False
+
+
+def delivered_after(session: Session, message: OutboundMessage) -> bool:
+    """Whether a text to this participant sent after `message` has been delivered."""
+    return _after(session, message, ("delivered",))
+
+
+def _after(session: Session, message: OutboundMessage, statuses: tuple[str, ...]) -> bool:
+    if message.participant_id is None:
         return False
-    raise_flag(
-        session,
-        reason=REASON,
-        now=now,
-        participant_id=message.participant_id,
-        detail={"why": "delivery_failures", "error_code": code, "outbound_message_id": message.id},
-    )
-    return True
+    history = sent_in_order(session, message.participant_id)
+    at = _position(history, message.id)
+    return at is not None and any(sent.status in statuses for sent in history[at + 1 :])
 
 
 def on_delivered(session: Session, message: OutboundMessage, now: datetime) -> bool:
-    """A text delivered to this number resolves its open `delivery_failed` flag."""
+    """A text delivered to this participant resolves their open `delivery_failed` flag, unless
+    a text sent after it has failed since (its callback came first): an older text's delivery
+    says nothing about the newer failure that keeps the flag open."""
     if message.participant_id is None:
         return False
     flag = session.scalars(
@@ -140,7 +211,7 @@ def on_delivered(session: Session, message: OutboundMessage, now: datetime) -> b
             Flag.state != "resolved",
         )
     ).first()
-    if flag is None:
+    if flag is None or _after(session, message, _FAILED):
         return False
     resolve_flag(
         session,

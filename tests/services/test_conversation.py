@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from bot.models import InboundMessage, OutboundMessage
-from bot.services.conversation import THREAD_PAGE, load_thread
+from bot.models.messages import OUTBOUND_STATUSES
+from bot.services.conversation import STATUS_LABELS, THREAD_PAGE, load_thread
 from tests.factories import make_participant
 
 
@@ -69,3 +70,8 @@ def test_thread_shows_the_latest_page_oldest_first_and_says_there_is_more(
     older, more = load_thread(session, person, before=thread[0].at)
     assert [e.body for e in older] == [f"in {n}" for n in range(5)]
     assert more is False
+
+
+def test_every_outbound_status_has_words_for_the_coach() -> None:
+    assert set(STATUS_LABELS) == set(OUTBOUND_STATUSES)
+    assert all(label and "_" not in label for label in STATUS_LABELS.values())

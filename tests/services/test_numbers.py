@@ -190,6 +190,175 @@ def test_a_later_delivered_text_resolves_delivery_failed(sessions: sessionmaker[
     assert flag is not None and flag.state == "resolved"
 
 
+# Status callbacks arrive out of order: "in a row" and "later" mean in the order the texts
+# were sent, whatever order Twilio's callbacks come in.
+
+
+def _sent(
+    sessions: sessionmaker[Session], person: Participant, at: datetime, **overrides: object
+) -> str:
+    """A text handed to Twilio at `at`, its outcome not yet known; returns its SID."""
+    with sessions.begin() as session:
+        message = make_sent_message(
+            session,
+            session.get_one(Participant, person.id),
+            at,
+            provider_sid=f"SM{next(_n):032d}",
+            **overrides,
+        )
+        assert message.provider_sid is not None
+        return message.provider_sid
+
+
+def _callback(
+    sessions: sessionmaker[Session], sid: str, status: str, code: int | None = None
+) -> None:
+    with sessions.begin() as session:
+        apply_status(
+            session,
+            provider_sid=sid,
+            twilio_status=status,
+            error_code=None if code is None else str(code),
+            now=NOW,
+        )
+
+
+def test_two_failures_reported_newest_first_are_still_two_in_a_row(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    first = _sent(sessions, person, NOW - timedelta(days=3))
+    second = _sent(sessions, person, NOW - timedelta(days=2))
+    third = _sent(sessions, person, NOW - timedelta(days=1))
+    _callback(sessions, first, "delivered")
+    _callback(sessions, third, "undelivered", 30005)
+    assert _flag(sessions, person.id) is None
+    _callback(sessions, second, "undelivered", 30003)
+    flag = _flag(sessions, person.id)
+    assert flag is not None and flag.state == "open"
+
+
+def test_a_later_delivery_reported_before_an_earlier_failure_is_no_changed_number(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    sids = [_sent(sessions, person, NOW - timedelta(days=4 - i)) for i in range(4)]
+    _callback(sessions, sids[0], "delivered")
+    _callback(sessions, sids[1], "undelivered", 30003)
+    _callback(sessions, sids[3], "delivered")  # the newest got through first
+    _callback(sessions, sids[2], "undelivered", 30003)  # then the older failure
+    assert _flag(sessions, person.id) is None
+
+
+def test_a_late_failure_of_an_older_text_after_a_newer_delivery_is_not_in_a_row(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    sids = [_sent(sessions, person, NOW - timedelta(days=4 - i)) for i in range(4)]
+    _callback(sessions, sids[0], "delivered")
+    _callback(sessions, sids[2], "delivered")
+    _callback(sessions, sids[3], "undelivered", 30003)
+    _callback(sessions, sids[1], "undelivered", 30006)  # late: sent before the delivered one
+    assert _flag(sessions, person.id) is None
+
+
+def test_two_failures_with_a_text_between_them_still_unanswered_are_not_in_a_row(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    sids = [_sent(sessions, person, NOW - timedelta(days=4 - i)) for i in range(4)]
+    _callback(sessions, sids[0], "delivered")
+    _callback(sessions, sids[1], "undelivered", 30003)
+    _callback(sessions, sids[3], "undelivered", 30003)  # the text between: no outcome yet
+    assert _flag(sessions, person.id) is None
+    _callback(sessions, sids[2], "delivered")
+    assert _flag(sessions, person.id) is None
+
+
+def test_the_text_between_failing_late_completes_the_run(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    sids = [_sent(sessions, person, NOW - timedelta(days=4 - i)) for i in range(4)]
+    _callback(sessions, sids[0], "delivered")
+    _callback(sessions, sids[1], "undelivered", 30003)
+    _callback(sessions, sids[3], "undelivered", 30003)
+    assert _flag(sessions, person.id) is None
+    _callback(sessions, sids[2], "failed", 30005)
+    assert _flag(sessions, person.id) is not None
+
+
+def test_in_a_row_follows_the_order_sent_not_the_order_the_rows_were_made(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Rows are made in one order (a check-in held for the morning keeps its early id) and sent
+    in another: a later row sent earlier counts as earlier."""
+    person = _person(sessions)
+    delivered = _sent(sessions, person, NOW - timedelta(days=5))
+    made_first_sent_third = _sent(sessions, person, NOW - timedelta(days=2))
+    made_second_sent_second = _sent(sessions, person, NOW - timedelta(days=3))
+    made_third_sent_fourth = _sent(sessions, person, NOW - timedelta(days=1))
+    _callback(sessions, delivered, "delivered")
+    _callback(sessions, made_second_sent_second, "undelivered", 30003)
+    _callback(sessions, made_first_sent_third, "delivered")
+    _callback(sessions, made_third_sent_fourth, "undelivered", 30003)
+    # By row id the last two are failures; by the order sent a delivery lies between them.
+    assert _flag(sessions, person.id) is None
+
+
+def test_the_moment_handed_to_twilio_orders_texts_sent_in_the_same_pass(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A tick records every text it sends with the tick's own time; the moment each was handed
+    to Twilio tells which of two texts to one person went first."""
+    person = _person(sessions)
+    tick_at = NOW - timedelta(days=1)
+    delivered = _sent(sessions, person, NOW - timedelta(days=3))
+    second = _sent(sessions, person, tick_at, handed_at=tick_at + timedelta(seconds=40))
+    first = _sent(sessions, person, tick_at, handed_at=tick_at + timedelta(seconds=10))
+    _callback(sessions, delivered, "delivered")
+    _callback(sessions, first, "undelivered", 30003)
+    _callback(sessions, second, "delivered")
+    later = _sent(sessions, person, NOW - timedelta(hours=1))
+    _callback(sessions, later, "undelivered", 30003)
+    assert _flag(sessions, person.id) is None  # failed, delivered, failed: not in a row
+
+
+def test_an_older_texts_late_delivery_does_not_resolve_a_newer_failure(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    older = _sent(sessions, person, NOW - timedelta(days=2))
+    newer = _sent(sessions, person, NOW - timedelta(days=1))
+    _callback(sessions, newer, "undelivered", 30003)
+    _callback(sessions, older, "delivered")  # sent before the failure: says nothing after it
+    flag = _flag(sessions, person.id, "delivery_failed")
+    assert flag is not None and flag.state == "open"
+
+
+def test_a_newer_texts_delivery_resolves_a_failure_reported_after_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    person = _person(sessions)
+    _failed(sessions, person, 30003, NOW - timedelta(days=3))  # the flag is open
+    older = _sent(sessions, person, NOW - timedelta(days=2))
+    newer = _sent(sessions, person, NOW - timedelta(days=1))
+    _callback(sessions, newer, "delivered")
+    flag = _flag(sessions, person.id, "delivery_failed")
+    assert flag is not None and flag.state == "resolved"
+    # The older text's failure comes in after: a later text already got through.
+    _callback(sessions, older, "undelivered", 30003)
+    with sessions() as session:
+        open_flags = session.scalars(
+            select(Flag).where(
+                Flag.participant_id == person.id,
+                Flag.reason == "delivery_failed",
+                Flag.state != "resolved",
+            )
+        ).all()
+    assert open_flags == []
+
+
 def test_changing_the_number_keeps_the_old_one_audits_and_resolves(
     session: Session, now: datetime
 ) -> None:
