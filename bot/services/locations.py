@@ -155,8 +155,10 @@ def withheld_places(session: Session, now: datetime, limit: int = 50) -> list[Wi
         .order_by(Appointment.starts_at, Appointment.id)
     ).all()
     found: list[WithheldPlace] = []
+    read: dict[str, list[str]] = {}  # many appointments share a place: read each once
     for appointment, first_name, external_id in rows:
-        words = sensitive_words(appointment.location)
+        place = appointment.location or ""
+        words = read[place] if place in read else read.setdefault(place, sensitive_words(place))
         if words:
             found.append(
                 WithheldPlace(
