@@ -98,8 +98,12 @@ def participant_context(
         coach_first_name=coach.first_name if coach else None,
         timezone=participant.timezone,
         appointment=appointment,
+        # The setting is read only when there is a place to name (one statement less on
+        # the webhook's path for the usual appointment without one).
         include_location=(
-            location_policy(session).include_in_reminders if appointment is not None else True
+            location_policy(session).include_in_reminders
+            if appointment is not None and appointment.location
+            else True
         ),
     )
 
