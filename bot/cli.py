@@ -261,6 +261,8 @@ def _run_import(kind: str, file: Path) -> None:
                 click.echo(str(error), err=True)
             _fail(f"{file}: {len(exc.errors)} problem(s); nothing was imported")
     click.echo(f"{file}: {kind}: {summary}")
+    for warning in summary.warnings:
+        click.echo(f"warning: {warning}")
 
 
 @main.command("import-participants")

@@ -47,9 +47,9 @@ from bot.log import log_event
 from bot.models import Appointment, Participant, PlannedContact, User
 from bot.services import contacts as planned_contacts
 from bot.services import numbers, sendability, whatsapp_window
+from bot.services.locations import location_policy, sensitive_words
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
-from bot.services.settings import get_setting
 from bot.services.templates import message_context
 from bot.transport.base import SendRequest
 from messages.segments import count_segments
@@ -256,9 +256,7 @@ def enqueue_due(
     renderer.load_coaches(session, {c.coach_id for c in contacts if c.coach_id is not None})
     quiet = sendability.quiet_hours(session)
     appointments, latest_due = _appointments(session, contacts, now)
-    include_location = bool(
-        appointments and get_setting(session, "locations")["include_in_reminders"]
-    )
+    include_location = bool(appointments and location_policy(session).include_in_reminders)
     decided: dict[tuple[str, str], list[int]] = {}  # (state, reason) -> contact ids
     deferred: list[dict[str, Any]] = []
     # (template, language, first name, coach) -> (body, segments), for contacts without an
@@ -310,6 +308,10 @@ def enqueue_due(
             else:
                 decided.setdefault((verdict.action, verdict.reason), []).append(contact.id)
             continue
+        if appointment is not None and include_location and sensitive_words(appointment.location):
+            # The last line of defence (bot/services/locations.py): the text says the neutral
+            # phrase. The appointment is named, never its place.
+            log_event(log, "reminder.place_withheld", appointment_id=appointment.id)
         rendered = _render(
             session, config, renderer, plain_bodies, contact, appointment, include_location
         )

@@ -130,6 +130,31 @@ def test_import_participants_reports_bad_lines_and_exits_1(
     assert "1 created" in good.stdout
 
 
+def test_import_appointments_prints_a_warning_per_place_reminders_will_not_name(
+    tmp_path: Path, database_url: str
+) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "external_id,first_name,phone,release_date\nA-1,Ann,202-555-0101,2026-03-01\n"
+    )
+    assert checkin(tmp_path, database_url, "import-participants", str(people)).returncode == 0
+    appointments = tmp_path / "appointments.csv"
+    appointments.write_text(
+        "external_id,kind,starts_at,location\n"
+        "A-1,benefits,2026-04-01T09:00,Main St Library\n"
+        "A-1,court,2026-04-02T09:00,C0urt annex\n",
+        encoding="utf-8",
+    )
+    result = checkin(tmp_path, database_url, "import-appointments", str(appointments))
+    assert result.returncode == 0, result.stderr
+    assert "2 created" in result.stdout
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "warning: line 3: location: 'C0urt annex' (A-1) has a sensitive word (“court”)"
+    )
+
+
 def test_import_of_a_missing_file_says_so(tmp_path: Path, database_url: str) -> None:
     result = checkin(tmp_path, database_url, "import-participants", "nope.csv")
     assert result.returncode != 0

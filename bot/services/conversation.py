@@ -26,6 +26,7 @@ from bot.models.participants import LANGUAGES
 from bot.phones import PhoneError, normalize_phone
 from bot.services import sendability
 from bot.services.flags import SEVERITY_ORDER
+from bot.services.locations import check_place, location_policy
 from bot.services.replan import mark_for_replan
 from bot.services.settings import get_setting
 from bot.timeutil import in_quiet_hours, next_quiet_end, parse_hhmm
@@ -310,11 +311,16 @@ def add_appointment(
     starts_at = _appointment_time(starts_local, participant)
     if starts_at <= now:
         raise ChangeError("Date and time: the appointment must be in the future.")
+    location = location.strip()[:200]
+    place = check_place(location, location_policy(session))
+    if place is not None and place.refused:
+        # The same sensitive-word rules as the templates (bot/services/locations.py).
+        raise ChangeError(f"Place: “{location}” {place.message}. Nothing was saved.")
     appointment = Appointment(
         participant_id=participant.id,
         kind=kind,
         starts_at=starts_at,
-        location=location.strip()[:200] or None,
+        location=location or None,
         status="scheduled",
         version=1,
         created_at=now,

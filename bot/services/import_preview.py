@@ -40,6 +40,8 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_UPLOAD_LABEL = "5 MB"
 PENDING_FOR = timedelta(hours=1)
 CONFIRMED_ACTION = "import.confirmed"
+# The preview's warnings are kept in the pending import's counts under this key (no column).
+WARNINGS_KEY = "warnings"
 _SAVE_AS = "save it from your spreadsheet as “CSV UTF-8” and upload that"
 GONE = (
     "This import was already confirmed or cancelled, or is more than an hour old. "
@@ -101,6 +103,8 @@ class Outcome:
     changed: bool = False
     errors: list[LineError] = field(default_factory=list)
     problem: str | None = None
+    # Lines written as they are but worth a look (a place reminders will not name).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,11 +195,23 @@ def preview(
     """What importing `text` would do now, computed by the import itself in the session's
     transaction and then rolled back (the session must hold no other unsaved work).
     Raises ImportFailed with every bad line."""
+    return _preview(session, kind, text, now=now, context=context)[0]
+
+
+def _preview(
+    session: Session, kind: str, text: str, *, now: datetime, context: ImportContext
+) -> tuple[Counts, list[str]]:
     _check_kind(kind)
     try:
-        return Counts.of(_run_import(session, kind, text, now=now, context=context))
+        summary = _run_import(session, kind, text, now=now, context=context)
+        return Counts.of(summary), [str(warning) for warning in summary.warnings]
     finally:
         session.rollback()
+
+
+def pending_warnings(pending: PendingImport) -> list[str]:
+    """The preview's warnings (`line N: column: why`), kept beside its counts."""
+    return [str(w) for w in (pending.counts or {}).get(WARNINGS_KEY, [])]
 
 
 def stage(
@@ -211,7 +227,7 @@ def stage(
     Raises UploadRefused or ImportFailed: then nothing is kept and nothing is written."""
     _check_kind(kind)
     text = decode_upload(data)
-    counts = preview(session, kind, text, now=now, context=context)
+    counts, warnings = _preview(session, kind, text, now=now, context=context)
     purge_expired(session, now)
     pending = PendingImport(
         token=secrets.token_urlsafe(24),
@@ -220,7 +236,7 @@ def stage(
         content=text,
         sha256=fingerprint(text),
         user_id=context.user_id,
-        counts=counts.as_dict(),
+        counts={**counts.as_dict(), WARNINGS_KEY: warnings},
         created_at=now,
         expires_at=now + PENDING_FOR,
     )
@@ -277,10 +293,12 @@ def confirm(
         )
     kind, text, filename, token = pending.kind, pending.content, pending.filename, pending.token
     try:
-        counts = Counts.of(_run_import(session, kind, text, now=now, context=context))
+        summary = _run_import(session, kind, text, now=now, context=context)
+        counts = Counts.of(summary)
+        warnings = [str(warning) for warning in summary.warnings]
         if counts != previewed:
             session.rollback()
-            return _restage(session, token, counts)
+            return _restage(session, token, counts, warnings)
         if planner is not None:
             # New people get their welcome, moved dates their new plan, from this moment.
             planner(session, now)
@@ -306,18 +324,18 @@ def confirm(
             problem="Someone changed the same records while this was importing. "
             "Nothing was written; confirm again to see the new preview.",
         )
-    return Outcome(written=True, counts=counts)
+    return Outcome(written=True, counts=counts, warnings=warnings)
 
 
-def _restage(session: Session, token: str, counts: Counts) -> Outcome:
+def _restage(session: Session, token: str, counts: Counts, warnings: list[str]) -> Outcome:
     pending = session.scalars(
         select(PendingImport).where(PendingImport.token == token)
     ).one_or_none()
     if pending is None:  # confirmed or cancelled in another window meanwhile
         return Outcome(written=False, counts=counts, problem=GONE)
-    pending.counts = counts.as_dict()
+    pending.counts = {**counts.as_dict(), WARNINGS_KEY: warnings}
     session.flush()
-    return Outcome(written=False, counts=counts, changed=True)
+    return Outcome(written=False, counts=counts, changed=True, warnings=warnings)
 
 
 def cancel(session: Session, pending: PendingImport) -> None:

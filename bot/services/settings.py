@@ -39,10 +39,11 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "drop_if_sent_within_hours": 12,
     },
     "locations": {
-        # Whether appointment reminders name the place. A place with a sensitive word
-        # (messages/sensitive.py: "County Court Room 3") is never texted: `sensitive` says
-        # whether it is refused where it is entered ("refuse") or stored and texted as the
-        # neutral "the place you were given" ("generic"); the coordinator is warned either way.
+        # Whether appointment reminders (and the reply to NEXT) name the place. A place with a
+        # sensitive word (messages/sensitive.py: "County Court Room 3", "C0urt") is never
+        # texted: `sensitive` says whether it is refused where it is entered ("refuse": import
+        # line error, form error) or stored and texted as the neutral "the place you were
+        # given" ("generic"); the coordinator is warned either way (bot/services/locations.py).
         "include_in_reminders": True,
         "sensitive": "generic",
     },

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from bot.models import PlannedContact
 from bot.services import contacts as planned_contacts
 from bot.services.audit import record
+from bot.services.locations import SENSITIVE_HANDLING
 from bot.services.replan import request_replan_of_active
 from bot.services.settings import all_settings, set_setting
 from bot.timeutil import parse_hhmm
@@ -35,6 +36,11 @@ LADDER_STEPS = {
     "coordinators": "Every coordinator with a phone",
 }
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d$")
+# Whether reminders name the appointment's place (the `locations` setting).
+PLACE_IN_REMINDERS = {
+    "include": "Name the place (unless it has a sensitive word)",
+    "leave_out": "Never name the place: say “the place you were given”",
+}
 
 
 class SettingsInvalid(ValueError):
@@ -136,9 +142,23 @@ def parse_settings_form(
             steps.append(step)
     if not steps and not any(k.startswith("ladder_step") for k in errors):
         errors["ladder_step_1"] = "the ladder needs at least one step, or nobody is paged"
+    locations = current.get("locations", {})
+    # A form from before these settings existed keeps the stored values.
+    in_reminders = form.get(
+        "place_in_reminders",
+        "include" if locations.get("include_in_reminders", True) else "leave_out",
+    )
+    if in_reminders not in PLACE_IN_REMINDERS:
+        errors["place_in_reminders"] = "choose one of the listed options"
+    sensitive_place = form.get("sensitive_place", str(locations.get("sensitive", "generic")))
+    if sensitive_place not in SENSITIVE_HANDLING:
+        errors["sensitive_place"] = "choose one of the listed options"
     if errors:
         raise SettingsInvalid(errors)
     new = {key: dict(value) for key, value in current.items()}
+    new["locations"].update(
+        include_in_reminders=in_reminders == "include", sensitive=sensitive_place
+    )
     new["cadence"].update(checkin_days=days, weekly_until_day=weekly_until, send_time=send_time)
     new["quiet_hours"].update(start=quiet_start, end=quiet_end)
     new["escalation"].update(

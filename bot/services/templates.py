@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from bot.config import Config
 from bot.models import Appointment, Participant, Template, TemplateVersion, User
 from bot.services.audit import record
+from bot.services.locations import location_policy, neutral_place, place_for_text, sensitive_words
 from bot.services.template_safety import missing_content
 from messages.defaults import default_templates, template_keys
 from messages.defaults import describe_key as default_describe_key
@@ -43,7 +44,6 @@ _MONTHS_ES = [
     "diciembre",
 ]
 _DAYS_ES = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"]
-_NO_PLACE = {"en": "the place you were given", "es": "el lugar que te indicaron"}
 _NO_COACH = {"en": "your peer coach", "es": "tu coach"}
 
 
@@ -88,7 +88,8 @@ def participant_context(
     appointment: Appointment | None = None,
 ) -> dict[str, str]:
     """The placeholders a participant's message may use. Only neutral facts: names, the
-    program's name and phone, and an appointment's date, time and place (never its kind)."""
+    program's name and phone, and an appointment's date, time and place (never its kind;
+    the place only as the program's `locations` setting allows: bot/services/locations.py)."""
     coach = session.get(User, participant.coach_id) if participant.coach_id else None
     return message_context(
         config,
@@ -97,6 +98,13 @@ def participant_context(
         coach_first_name=coach.first_name if coach else None,
         timezone=participant.timezone,
         appointment=appointment,
+        # The setting is read only when there is a place to name (one statement less on
+        # the webhook's path for the usual appointment without one).
+        include_location=(
+            location_policy(session).include_in_reminders
+            if appointment is not None and appointment.location
+            else True
+        ),
     )
 
 
@@ -128,10 +136,9 @@ def message_context(
         zone = ZoneInfo(timezone)
         context["appointment_date"] = format_local_date(appointment.starts_at, zone, language)
         context["appointment_time"] = format_local_time(appointment.starts_at, zone, language)
-        place = appointment.location if include_location else None
-        if place and find_sensitive_terms(place):
-            place = None
-        context["appointment_place"] = place or _NO_PLACE.get(language, _NO_PLACE["en"])
+        context["appointment_place"] = place_for_text(
+            appointment.location, language, include=include_location
+        )
     return context
 
 
@@ -225,6 +232,9 @@ class Preview:
     segments: int
     non_gsm_chars: tuple[str, ...]
     sensitive_terms: list[str]
+    # Why the preview's place is not the one typed (a sensitive word, or a program that never
+    # names places); None when it is texted as typed or the message has no place.
+    place_note: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -236,33 +246,62 @@ class Preview:
             "segments": self.segments,
             "non_gsm_chars": list(self.non_gsm_chars),
             "sensitive_terms": self.sensitive_terms,
+            "place_note": self.place_note,
         }
 
 
 def preview(
-    key: str, language: str, body: str, *, program: Mapping[str, str] | None = None
+    key: str,
+    language: str,
+    body: str,
+    *,
+    program: Mapping[str, str] | None = None,
+    place: str | None = None,
+    include_place: bool = True,
 ) -> Preview:
     """The body rendered for a sample participant, its SMS cost, and any sensitive word.
 
     `program` (program_name, program_phone) replaces the sample's made-up program, so the
     preview and its segment count are what this program's participants would really get.
+    `place` (a sample or real appointment place the coordinator typed) is rendered as a
+    reminder would render it (`place_for_text`, with the program's `include_place`): a place
+    with a sensitive word shows as the neutral phrase, and `place_note` says why.
 
     Sensitive words are looked for in the template as written (a coordinator's own words), not
     in the sample names, so a warning always points at something the coordinator can change.
     """
     sensitive = find_sensitive_terms(body)
+    context = {**sample_context(language), **(program or {})}
+    note = None
+    if "appointment_place" in allowed_placeholders_for(key):
+        typed = context["appointment_place"] if place is None else place.strip()
+        context["appointment_place"] = place_for_text(typed, language, include=include_place)
+        note = _place_note(typed, language, include_place)
     try:
         check_body(key, body, language)
-        context = {**sample_context(language), **(program or {})}
         text = render_template(body, context, allowed_placeholders_for(key))
     except TemplateRefused as exc:
-        return Preview(None, exc, None, len(body), 0, (), sensitive)
+        return Preview(None, exc, None, len(body), 0, (), sensitive, note)
     except TemplateError as exc:
         refused = TemplateRefused(exc.reason, exc.line, exc.column)
-        return Preview(None, refused, None, len(body), 0, (), sensitive)
+        return Preview(None, refused, None, len(body), 0, (), sensitive, note)
     count = count_segments(text)
     return Preview(
-        text, None, count.encoding, len(text), count.segments, count.non_gsm_chars, sensitive
+        text, None, count.encoding, len(text), count.segments, count.non_gsm_chars, sensitive, note
+    )
+
+
+def _place_note(place: str, language: str, include: bool) -> str | None:
+    phrase = f"“{neutral_place(language)}”"
+    if not include:
+        return f"This program's reminders never name the place: they say {phrase}."
+    words = sensitive_words(place)
+    if not words:
+        return None
+    found = "”, “".join(words)
+    return (
+        f"The place has a sensitive word (“{found}”), so reminders say {phrase} instead of "
+        "naming it."
     )
 
 

@@ -96,6 +96,7 @@ def _preview_page(
             changed=changed,
             problem=problem,
             errors=errors or [],
+            warnings=service.pending_warnings(pending),
         ),
         status,
     )
@@ -181,6 +182,16 @@ def confirm(token: str) -> ResponseReturnValue:
     session.commit()
     if outcome.written:
         flash(f"Imported {kind} from {filename}: {outcome.counts}.", "success")
+        if outcome.warnings:
+            # One notice (a flash lives in the cookie): the lines are on the settings page.
+            count = len(outcome.warnings)
+            flash(
+                f"{count} appointment{'' if count == 1 else 's'} in {filename} "
+                f"{'has a place' if count == 1 else 'have places'} with a sensitive word: "
+                "reminders will say “the place you were given” instead. Settings lists "
+                "the upcoming ones.",
+                "warning",
+            )
         return redirect(url_for(".index"))
     if outcome.problem == service.GONE:
         return _gone()

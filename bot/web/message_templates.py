@@ -9,9 +9,11 @@ from flask.typing import ResponseReturnValue
 from bot.models import Template, WhatsAppTemplate
 from bot.services import whatsapp_window
 from bot.services.audit import record
+from bot.services.locations import location_policy
 from bot.services.template_groups import grouped
 from bot.services.templates import (
     LANGUAGE_NAMES,
+    Preview,
     TemplateRefused,
     describe_key,
     list_templates,
@@ -20,7 +22,7 @@ from bot.services.templates import (
     restore_version,
     save_template,
 )
-from messages.render import MAX_BODY_CHARS, allowed_placeholders_for
+from messages.render import MAX_BODY_CHARS, allowed_placeholders_for, sample_context
 
 from .auth import current_staff, roles_required
 from .context import db, state, utcnow
@@ -132,6 +134,9 @@ def _render_editor(
     template: Template, body: str, error: TemplateRefused | None, status: int
 ) -> tuple[str, int]:
     allowed = allowed_placeholders_for(template.key)
+    place = request.args.get("place")
+    if place is None and "appointment_place" in allowed:
+        place = sample_context(template.language)["appointment_place"]
     return (
         render_template(
             "template_edit.html",
@@ -143,11 +148,25 @@ def _render_editor(
             description=describe_key(template.key),
             language_name=LANGUAGE_NAMES.get(template.language, template.language),
             versions=list_versions(db(), template),
-            preview=preview(template.key, template.language, body, program=_program()),
+            preview=_preview(template, body, place),
+            place=place,
             max_chars=MAX_BODY_CHARS,
             zone=state().config.program_timezone,
         ),
         status,
+    )
+
+
+def _preview(template: Template, body: str, place: str | None) -> Preview:
+    """The preview with this program's name and phone, and the typed place rendered as the
+    program's `locations` setting renders it."""
+    return preview(
+        template.key,
+        template.language,
+        body,
+        program=_program(),
+        place=place,
+        include_place=location_policy(db()).include_in_reminders,
     )
 
 
@@ -189,10 +208,10 @@ def save(template_id: int) -> ResponseReturnValue:
 def preview_json(template_id: int) -> ResponseReturnValue:
     template = _template(template_id)
     payload = request.get_json(silent=True) or {}
-    body = payload.get("body")
-    if not isinstance(body, str):
-        return jsonify({"error": 'send {"body": "..."}'}), 400
-    return jsonify(preview(template.key, template.language, body, program=_program()).as_json())
+    body, place = payload.get("body"), payload.get("place")
+    if not isinstance(body, str) or not isinstance(place, str | None):
+        return jsonify({"error": 'send {"body": "...", "place": "..." (optional)}'}), 400
+    return jsonify(_preview(template, body, place).as_json())
 
 
 @bp.post("/templates/<int:template_id>/restore/<int:version>")

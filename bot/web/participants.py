@@ -26,6 +26,7 @@ from bot.services.caseload import get_visible_participant
 from bot.services.consent import consent_history
 from bot.services.csv_export import SafeWriter
 from bot.services.flags import OUTCOMES
+from bot.services.locations import check_place, location_policy, neutral_place, withheld_words
 from bot.services.queue import reason_label, time_since
 
 from .auth import current_staff
@@ -186,6 +187,7 @@ def _detail_page(
     now = utcnow()
     staff = current_staff()
     thread, more = conv.load_thread(session, participant, before=before)
+    appointments = conv.appointments_for(session, participant, now)
     open_flags, resolved_flags = conv.flags_for(session, participant)
     coach = session.get(User, participant.coach_id) if participant.coach_id else None
     staff_names = {
@@ -204,7 +206,9 @@ def _detail_page(
         more=more,
         open_flags=open_flags,
         resolved_flags=resolved_flags,
-        appointments=conv.appointments_for(session, participant, now),
+        appointments=appointments,
+        withheld=withheld_words(session, appointments),
+        neutral_place=neutral_place(participant.language),
         consent=consent_history(session, participant),
         contacts=conv.upcoming_contacts(session, participant, now),
         timing=timing,
@@ -408,6 +412,9 @@ def add_appointment(participant_id: int) -> WerkzeugResponse:
     audit("appointment.add", participant.id, {"appointment_id": appointment.id})
     db().commit()
     flash("Appointment added; reminders will be planned.", "success")
+    place = check_place(appointment.location, location_policy(db()))
+    if place is not None:
+        flash(f"Careful: its place “{appointment.location}” {place.message}.", "warning")
     return _back(participant, "#appointments")
 
 

@@ -9,9 +9,11 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from bot.services.locations import SENSITIVE_HANDLING, neutral_place, withheld_places
 from bot.services.settings import all_settings
 from bot.services.settings_editing import (
     LADDER_STEPS,
+    PLACE_IN_REMINDERS,
     SettingsInvalid,
     parse_settings_form,
     save_settings,
@@ -40,6 +42,10 @@ def form_values(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
         "unanswered_text_hours": str(escalation["unanswered_text_hours"]),
         "confirm_by_hours_before": str(escalation["confirm_by_hours_before"]),
         "ladder_minutes": str(escalation["ladder_minutes"]),
+        "place_in_reminders": "include"
+        if settings["locations"]["include_in_reminders"]
+        else "leave_out",
+        "sensitive_place": settings["locations"]["sensitive"],
     }
     steps = list(escalation["ladder_steps"])
     for i in range(1, len(LADDER_STEPS) + 1):
@@ -55,6 +61,11 @@ def _page(values: dict[str, str], errors: dict[str, str], status: int) -> tuple[
             values=values,
             errors=errors,
             ladder_steps=LADDER_STEPS,
+            place_in_reminders=PLACE_IN_REMINDERS,
+            sensitive_place=SENSITIVE_HANDLING,
+            withheld=withheld_places(db(), utcnow()),
+            neutral_place=neutral_place,
+            zone=state().config.program_timezone,
         ),
         status,
     )

@@ -183,3 +183,29 @@ def test_unsafe_templates_are_refused_in_the_preview_and_at_save(
         assert (
             template is not None and template.version == 1 and template.body == seeded["original"]
         )
+
+
+def test_the_reminder_preview_shows_a_typed_sensitive_place_as_the_neutral_phrase(
+    live_app: LiveApp, browser_page: Any
+) -> None:
+    page, base = browser_page, live_app.url
+    _seed(live_app)
+    with live_app.sessions() as session:
+        reminder = session.scalars(
+            select(Template.id).where(
+                Template.key == "reminder.court.1d", Template.language == "es"
+            )
+        ).one()
+    sign_in(page, base, "cora@example.org", TEST_PASSWORD)
+    page.goto(f"{base}/templates/{reminder}")
+    note = page.locator("#preview-place-note")
+    assert note.is_hidden()
+    page.fill("#preview-place", "County Cоurt Room 3")  # a Cyrillic о
+    note.filter(has_text="sensitive word").wait_for()
+    preview = page.locator("#preview-text")
+    preview.filter(has_text="en el lugar que te indicaron.").wait_for()
+    assert "Room 3" not in preview.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "template-editor-sensitive-place.png"), full_page=True)
+    page.fill("#preview-place", "Main St Library")
+    preview.filter(has_text="en Main St Library.").wait_for()
+    note.wait_for(state="hidden")

@@ -146,6 +146,7 @@ def test_the_preview_endpoint_renders_counts_segments_and_warns(
         "segments": 1,
         "non_gsm_chars": ["á"],
         "sensitive_terms": ["corte"],
+        "place_note": None,  # a check-in has no place
     }
     bad = client.post(f"{path}/preview", json={"body": "{{ x.y }}"}, headers={"X-CSRFToken": token})
     assert bad.json["ok"] is False and bad.json["error"]["line"] == 1

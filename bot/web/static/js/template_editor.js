@@ -13,8 +13,10 @@
     text: document.getElementById("preview-text"),
     error: document.getElementById("preview-error"),
     segments: document.getElementById("preview-segments"),
-    sensitive: document.getElementById("preview-sensitive")
+    sensitive: document.getElementById("preview-sensitive"),
+    placeNote: document.getElementById("preview-place-note")
   };
+  var place = document.getElementById("preview-place");
   var timer = null;
   var latest = 0;
 
@@ -36,6 +38,10 @@
       out.error.hidden = false;
       out.segments.textContent = "";
     }
+    if (out.placeNote) {
+      out.placeNote.textContent = result.place_note || "";
+      out.placeNote.hidden = !result.place_note;
+    }
     if (result.sensitive_terms.length) {
       out.sensitive.textContent = "Careful: \u201c" + result.sensitive_terms.join("\u201d, \u201c") +
         "\u201d could tell whoever sees this phone about the person's situation. Texts should stay neutral.";
@@ -52,7 +58,7 @@
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": token },
-      body: JSON.stringify({ body: textarea.value })
+      body: JSON.stringify(place ? { body: textarea.value, place: place.value } : { body: textarea.value })
     }).then(function (response) {
       if (!response.ok) { throw new Error("preview failed: " + response.status); }
       return response.json();
@@ -63,8 +69,10 @@
     });
   }
 
-  textarea.addEventListener("input", function () {
+  function later() {
     if (timer) { clearTimeout(timer); }
     timer = setTimeout(refresh, 250);
-  });
+  }
+  textarea.addEventListener("input", later);
+  if (place) { place.addEventListener("input", later); }
 })();
