@@ -50,7 +50,7 @@ from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
 from bot.models.messages import URGENT_PENDING
-from bot.services import contacts, numbers, sendability, whatsapp_window
+from bot.services import consent_evidence, contacts, numbers, sendability, whatsapp_window
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
 
@@ -169,12 +169,19 @@ def claim_batch(
     }
     in_crisis = sendability.in_crisis(session, participant_ids)
     number_changed = numbers.with_number_changed(session, participant_ids)
+    # Held until a consent source is recorded (when the program requires one); a staff reply
+    # to someone who texted in the last day answers them and goes.
+    evidence_missing = consent_evidence.held_for_evidence(session, participant_ids)
     last_inbound = whatsapp_window.last_inbound(
         session,
         {
             r.participant_id
             for r in rows
-            if r.channel == "whatsapp" and r.participant_id is not None
+            if r.participant_id is not None
+            and (
+                r.channel == "whatsapp"
+                or (r.purpose == "coach_reply" and r.participant_id in evidence_missing)
+            )
         },
     )
     as_template: set[int] = set()  # chosen rows that go as their approved template
@@ -223,6 +230,8 @@ def claim_batch(
                 paused_until=paused_until,
                 crisis_open=row.participant_id in in_crisis,
                 number_changed=row.participant_id in number_changed,
+                evidence_missing=row.participant_id in evidence_missing,
+                last_inbound=last_inbound.get(row.participant_id),
             )
         verdict = sendability.decide(
             now,
