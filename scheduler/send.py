@@ -195,8 +195,10 @@ def _may_leave(
 ) -> tuple[bool, bool]:
     """(may this message leave at `instant`, is the reason that time has run out): the
     claim's rules (sendability.decide) applied to the person as they are now and to the
-    clock as it is now. A hold on the person (`held`: no consent evidence) gives the claim
-    back without ending the tick's sending: the claim decides it again."""
+    clock as it is now, with `held`: the people held for lack of consent evidence now. A
+    hold ends the tick's sending like the clock does (the next tick's claim, with a fresh
+    `now`, decides: a staff reply that answered a text at the claim may not at the last
+    look, and the same `now` would claim it again)."""
     hold = None
     if held and claim.participant_id in held:
         hold = sendability.hold_for(
@@ -219,7 +221,7 @@ def _may_leave(
     )
     if verdict is sendability.SEND:
         return True, False
-    return False, verdict.action != "cancelled" and verdict.reason not in sendability.PERSON_HOLDS
+    return False, verdict.action != "cancelled"
 
 
 def _tick_clock(now: datetime, limiter: RateLimiter | None) -> Callable[[], datetime]:

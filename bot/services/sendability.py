@@ -113,11 +113,6 @@ class Hold(NamedTuple):
     reason: str
 
 
-# The holds that are not about time: at the last look they give a claim back without ending
-# the tick's sending (scheduler/send.py).
-PERSON_HOLDS = ("number_changed", EVIDENCE_HOLD, "crisis_open", "checkins_paused")
-
-
 def hold_for(
     purpose: str,
     *,

@@ -66,7 +66,9 @@ def require_evidence(session: Session, now: datetime, on: bool = True) -> None:
 
 def test_a_row_with_a_consent_source_and_date_records_them(session: Session, now: datetime) -> None:
     run_import(
-        session, now, HEADER + "C-1,Maria,202-555-0101,2026-03-01,signed enrolment form,2026-02-20\n"
+        session,
+        now,
+        HEADER + "C-1,Maria,202-555-0101,2026-03-01,signed enrolment form,2026-02-20\n",
     )
     (event,) = consents(session, "C-1")
     assert (event.source, event.consent_date) == ("signed enrolment form", date(2026, 2, 20))
