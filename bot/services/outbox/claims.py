@@ -14,7 +14,9 @@ is judged after the first one's outcome (a 21610 on the first opts them out). A 
 is judged against the person's 24-hour window (their last inbound text, read for the batch in
 one query): free text inside it, its approved template outside it, and with none mapped it is
 settled `needs_template` and one program-level `whatsapp_template_missing` flag is raised
-(bot.services.whatsapp_window).
+(bot.services.whatsapp_window). While the program requires consent evidence, a row to someone
+without a recorded consent source is deferred (bot.services.consent_evidence; a staff reply
+to someone who texted in the last day answers them and goes).
 
 `urgent_only` is the urgent lane's claim (scheduler/urgent.py): the same rules, over the due
 pending pages, crisis replies and staff replies only (bot/models/messages.py URGENT_PENDING,
