@@ -20,8 +20,8 @@ when the text leaves.
 Just before each request the last look re-applies the claim's rules (sendability.decide) to
 the person's status as committed now and to the time now: a STOP, a pause or a close may have
 landed while the claim was made (or the program began requiring consent evidence the person
-lacks), and a tick that sends for minutes must not carry its start
-time into quiet hours or past a window's end. A claim that fails it, and every claim after
+lacks), and a tick that sends for minutes must not carry its start time into quiet hours or
+past a window's end. A claim that fails it, and every claim after
 it, is given back (`release`) for the claim to decide again.
 
 Outcomes are committed together, when the sender has a long wait for its next rate slot

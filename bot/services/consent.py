@@ -3,8 +3,8 @@
 Opt-out (STOP by text, the carrier's 21610, a crisis text that also says STOP), opt-in (START
 after STOP), the consent record (ConsentEvent rows: consent at enrolment with its evidence or
 as asserted by the import or staff member that recorded it, evidence recorded later, every
-opt-out and opt-in) and cancelling what an opt-out cancels (planned contacts, pending outbox rows, pending
-expectations). Inbound texts (bot.services.inbound), delivery outcomes (bot.services.delivery),
+opt-out and opt-in) and cancelling what an opt-out cancels (planned contacts, pending outbox
+rows, pending expectations). Inbound texts (bot.services.inbound), delivery outcomes (bot.services.delivery),
 the importer and the dashboard call these; nothing else writes `status = 'opted_out'` or a
 ConsentEvent.
 """
