@@ -250,6 +250,7 @@ def _run_import(kind: str, file: Path) -> None:
                         default_timezone=config.program_timezone,
                         recorded_by=actor,
                         progress=progress,
+                        filename=file.name,
                     )
                 else:
                     summary = import_appointments(
@@ -271,7 +272,9 @@ def import_participants_command(file: Path) -> None:
     """Import participants from CSV, all-or-nothing; re-importing an external_id updates it.
 
     Columns: external_id, first_name, phone, release_date (YYYY-MM-DD), timezone, language
-    (en|es), coach_email, channel (sms|whatsapp).
+    (en|es), coach_email, channel (sms|whatsapp), consent_source (how consent was given, e.g.
+    "signed enrolment form"), consent_date (YYYY-MM-DD). A row without consent_source records
+    consent as asserted by this import (file, who ran it, when).
     """
     _run_import("participants", file)
 

@@ -221,7 +221,10 @@ def _empty_every_table(session: Session) -> None:
 
 
 def _seed_participants(session: Session, now: datetime) -> None:
-    rows = ["external_id,first_name,phone,release_date,timezone,language,coach_email,channel"]
+    rows = [
+        "external_id,first_name,phone,release_date,timezone,language,coach_email,channel,"
+        "consent_source,consent_date"
+    ]
     today = now.date()
     for i in range(PARTICIPANT_COUNT):
         # Spread over 0..93 days since release, plus a few released in the next days.
@@ -230,7 +233,9 @@ def _seed_participants(session: Session, now: datetime) -> None:
         channel = "whatsapp" if i % 10 == 7 else "sms"
         rows.append(
             f"D-{i + 1:03d},{FIRST_NAMES[i % len(FIRST_NAMES)]},{participant_phone(i)},"
-            f"{_iso(released)},{ZONES[i % 4]},{language},{COACHES[i % 3]},{channel}"
+            f"{_iso(released)},{ZONES[i % 4]},{language},{COACHES[i % 3]},{channel},"
+            # A few were enrolled without evidence: their consent is asserted by the import.
+            + ("" if i % 9 == 4 else f"signed enrolment form,{_iso(released - timedelta(days=14))}")
         )
     import_participants(
         session,
@@ -238,6 +243,7 @@ def _seed_participants(session: Session, now: datetime) -> None:
         now=now,
         default_timezone="America/New_York",
         recorded_by="demo",
+        filename="demo-participants.csv",
     )
     # The importer records "enrolled now"; in the demo people joined on their release date.
     enrolled_at: dict[int, datetime] = {}

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import false, not_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.bulk import in_ids
@@ -45,8 +45,8 @@ from bot.config import Config
 from bot.db import is_postgresql
 from bot.log import log_event
 from bot.models import Appointment, Participant, PlannedContact, User
+from bot.services import consent_evidence, numbers, sendability, whatsapp_window
 from bot.services import contacts as planned_contacts
-from bot.services import numbers, sendability, whatsapp_window
 from bot.services.locations import location_policy, sensitive_words
 from bot.services.outbox.claims import Claim, SendCounts, status_callback_url
 from bot.services.outbox.enqueue import insert_batch
@@ -164,10 +164,17 @@ class DueContact(NamedTuple):
     checkins_paused_until: datetime | None
     crisis_open: bool
     number_changed: bool
+    # The program requires a consent source and this person has none (issue 19.3).
+    evidence_missing: bool
 
 
 def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact]:
     c, p = PlannedContact, Participant
+    evidence_missing = (
+        not_(consent_evidence.has_source(c.participant_id))
+        if consent_evidence.evidence_required(session)
+        else false()
+    )
     query = (
         select(
             c.id,
@@ -187,6 +194,7 @@ def due_contacts(session: Session, now: datetime, limit: int) -> list[DueContact
             p.checkins_paused_until,
             sendability.crisis_open(c.participant_id).label("crisis_open"),
             numbers.number_changed_open(c.participant_id).label("number_changed"),
+            evidence_missing.label("evidence_missing"),
         )
         .join(p, p.id == c.participant_id)
         .where(c.state == "planned", c.send_after <= now)
@@ -299,6 +307,7 @@ def enqueue_due(
                 paused_until=contact.checkins_paused_until,
                 crisis_open=contact.crisis_open,
                 number_changed=contact.number_changed,
+                evidence_missing=contact.evidence_missing,
             ),
         )
         if verdict is not sendability.SEND:

@@ -19,8 +19,9 @@ when the text leaves.
 
 Just before each request the last look re-applies the claim's rules (sendability.decide) to
 the person's status as committed now and to the time now: a STOP, a pause or a close may have
-landed while the claim was made, and a tick that sends for minutes must not carry its start
-time into quiet hours or past a window's end. A claim that fails it, and every claim after
+landed while the claim was made (or the program began requiring consent evidence the person
+lacks), and a tick that sends for minutes must not carry its start time into quiet hours or
+past a window's end. A claim that fails it, and every claim after
 it, is given back (`release`) for the claim to decide again.
 
 Outcomes are committed together, when the sender has a long wait for its next rate slot
@@ -54,7 +55,7 @@ from bot.bulk import in_ids
 from bot.config import Config
 from bot.db import is_postgresql, session_scope
 from bot.models import Participant
-from bot.services import sendability
+from bot.services import consent_evidence, sendability, whatsapp_window
 from bot.services.outbox import account_errors
 from bot.services.outbox.claims import (
     Claim,
@@ -172,16 +173,42 @@ def _not_sendable_now(session: Session, claims: Sequence[Claim]) -> dict[int, st
     return {row.id: row.status for row in rows}
 
 
+def _held_for_evidence(session: Session, claims: Sequence[Claim]) -> dict[int, datetime | None]:
+    """The people behind `claims` whose texts are held for lack of consent evidence now (the
+    program may have begun requiring it since the claim), with when each last texted (a staff
+    reply to someone who texted in the last day answers them). Usually empty."""
+    people = {c.participant_id for c in claims if c.participant_id is not None}
+    held = consent_evidence.held_for_evidence(session, people)
+    if not held:
+        return {}
+    last = whatsapp_window.last_inbound(session, held)
+    return {pid: last.get(pid) for pid in held}
+
+
 def _may_leave(
     claim: Claim,
     status: str | None,
     instant: datetime,
     quiet: sendability.QuietHours,
     program_zone: ZoneInfo,
+    held: dict[int, datetime | None] | None = None,
 ) -> tuple[bool, bool]:
     """(may this message leave at `instant`, is the reason that time has run out): the
     claim's rules (sendability.decide) applied to the person as they are now and to the
-    clock as it is now."""
+    clock as it is now, with `held`: the people held for lack of consent evidence now. A
+    hold ends the tick's sending like the clock does (the next tick's claim, with a fresh
+    `now`, decides: a staff reply that answered a text at the claim may not at the last
+    look, and the same `now` would claim it again)."""
+    hold = None
+    if held and claim.participant_id in held:
+        hold = sendability.hold_for(
+            claim.purpose,
+            now=instant,
+            paused_until=None,
+            crisis_open=False,
+            evidence_missing=True,
+            last_inbound=held[claim.participant_id],
+        )
     verdict = sendability.decide(
         instant,
         status=status,
@@ -190,6 +217,7 @@ def _may_leave(
         zone=claim.zone or program_zone,
         quiet=quiet,
         ignore_quiet_hours=claim.ignore_quiet_hours,
+        hold=hold,
     )
     if verdict is sendability.SEND:
         return True, False
@@ -233,8 +261,9 @@ def send_batch(
     handed = 0
     last_commit = time.monotonic()
     current_time = current_time or _tick_clock(now, limiter)
-    with sessions() as session:  # one connection for both reads
+    with sessions() as session:  # one connection for these reads
         not_active = _not_sendable_now(session, claims)
+        held = _held_for_evidence(session, claims)
         quiet = sendability.quiet_hours(session)
     program_zone = ZoneInfo(config.program_timezone)
     out_of_time = halted = False
@@ -260,7 +289,9 @@ def send_batch(
                 else:
                     break  # stopped before this claim got a slot: it is given back below
             status = not_active.get(claim.participant_id) if claim.participant_id else None
-            may_leave, out_of_time = _may_leave(claim, status, current_time(), quiet, program_zone)
+            may_leave, out_of_time = _may_leave(
+                claim, status, current_time(), quiet, program_zone, held
+            )
             if not may_leave:
                 break  # this claim and the rest are given back below
             if index >= marked_upto:

@@ -155,6 +155,49 @@ def test_import_appointments_prints_a_warning_per_place_reminders_will_not_name(
     )
 
 
+def test_import_participants_records_consent_asserted_by_the_file_and_who_ran_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    from sqlalchemy import select
+
+    from bot.models import ConsentEvent, Participant
+
+    csv_file = tmp_path / "intake.csv"
+    csv_file.write_text(
+        "external_id,first_name,phone,release_date,consent_source,consent_date\n"
+        "A-1,Ann,202-555-0101,2026-03-01,,\n"
+        "A-2,Bo,202-555-0102,2026-03-01,signed enrolment form,2026-02-28\n"
+    )
+    result = checkin(tmp_path, database_url, "import-participants", str(csv_file))
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as session:
+        rows = session.execute(
+            select(Participant.external_id, ConsentEvent)
+            .join(ConsentEvent, ConsentEvent.participant_id == Participant.id)
+            .order_by(Participant.external_id)
+        ).all()
+    engine.dispose()
+    (_, asserted), (_, evidence) = rows
+    assert (asserted.source, asserted.import_file) == (None, "intake.csv")
+    assert asserted.recorded_by is not None and asserted.recorded_by.startswith("cli:")
+    assert (evidence.source, str(evidence.consent_date)) == ("signed enrolment form", "2026-02-28")
+
+
+def test_import_participants_names_a_bad_consent_date_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    csv_file = tmp_path / "intake.csv"
+    csv_file.write_text(
+        "external_id,first_name,phone,release_date,consent_source,consent_date\n"
+        "A-1,Ann,202-555-0101,2026-03-01,signed form,2026-02-31\n"
+    )
+    result = checkin(tmp_path, database_url, "import-participants", str(csv_file))
+    assert result.returncode == 1
+    assert "line 2: consent_date: '2026-02-31' is not a date like 2026-03-14" in result.stderr
+    assert "nothing was imported" in result.stderr
+
+
 def test_import_of_a_missing_file_says_so(tmp_path: Path, database_url: str) -> None:
     result = checkin(tmp_path, database_url, "import-participants", "nope.csv")
     assert result.returncode != 0

@@ -96,7 +96,7 @@ def test_a_staff_reply_to_an_unknown_number_becomes_a_routine_reply_when_downgra
     engine: Engine, database_url: str
 ) -> None:
     config = alembic_config(database_url)
-    before = ScriptDirectory.from_config(config).get_revision("0026_unknown_answers").down_revision
+    before = ScriptDirectory.from_config(config).get_revision("0025_unknown_answers").down_revision
     assert isinstance(before, str)
     at = datetime(2026, 3, 1, tzinfo=UTC)
     with Session(engine) as session, session.begin():

@@ -13,6 +13,8 @@ CHANNELS = ("sms", "whatsapp")
 LANGUAGES = ("en", "es")
 STATUSES = ("active", "paused", "opted_out", "closed")
 CONSENT_KINDS = ("consent", "opt_out", "opt_in")
+# How consent was given ("signed enrolment form"), as an import or the form records it.
+MAX_CONSENT_SOURCE = 200
 # How a participant's number came to change (bot.services.participants_editing).
 PHONE_CHANGE_KINDS = ("edited", "linked_unknown_number")
 
@@ -94,10 +96,20 @@ class Participant(Base):
 
 class ConsentEvent(Base):
     """Every consent, opt-out and opt-in, with when, how and the wording used (kept for the
-    record the law asks for; never logged)."""
+    record the law asks for; never logged).
+
+    A consent's evidence (issue 19.3): `source` says how consent was given ("signed enrolment
+    form") and `consent_date` when; a consent without a source was only asserted by whoever
+    recorded it (an import: `import_file`, who ran it and when). `recorded_by_id` is the staff
+    member; `recorded_by` names who recorded it otherwise (`cli:<user>` for the command line).
+    Written only by bot.services.consent."""
 
     __tablename__ = "consent_events"
-    __table_args__ = (CheckConstraint(in_list("kind", CONSENT_KINDS), name="kind"),)
+    __table_args__ = (
+        CheckConstraint(in_list("kind", CONSENT_KINDS), name="kind"),
+        # A date without a source is not evidence of anything.
+        CheckConstraint("consent_date IS NULL OR source IS NOT NULL", name="date_has_source"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(
@@ -108,6 +120,10 @@ class ConsentEvent(Base):
     method: Mapped[str] = mapped_column(String(40))
     wording: Mapped[str | None] = mapped_column(Text)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    source: Mapped[str | None] = mapped_column(String(MAX_CONSENT_SOURCE))
+    consent_date: Mapped[date | None] = mapped_column(Date)
+    import_file: Mapped[str | None] = mapped_column(String(255))
+    recorded_by: Mapped[str | None] = mapped_column(String(254))
 
 
 class PhoneChange(Base):

@@ -24,7 +24,7 @@ from bot.models import (
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
 from bot.models.participants import LANGUAGES
 from bot.phones import PhoneError, normalize_phone
-from bot.services import sendability
+from bot.services import consent_evidence, sendability
 from bot.services.flags import SEVERITY_ORDER
 from bot.services.locations import check_place, location_policy
 from bot.services.replan import mark_for_replan
@@ -167,7 +167,9 @@ def upcoming_contacts(
 class AutomationHold:
     """Why automated check-ins (and the welcome) are held for this person now; reminders go."""
 
-    reason: str  # "crisis_open" or "checkins_paused"
+    # "consent_evidence_missing" (every text but an answer is held), "crisis_open" or
+    # "checkins_paused"
+    reason: str
     until: datetime | None  # the end of a PAUSE; None while a crisis flag is open
 
 
@@ -176,6 +178,10 @@ def automation_hold(
 ) -> AutomationHold | None:
     """The hold the sender applies to this person's check-ins (bot.services.sendability), said
     in the conversation so a coach knows why nothing automated is going out."""
+    if participant.status in ("active", "paused") and consent_evidence.is_held(
+        session, participant
+    ):
+        return AutomationHold(sendability.EVIDENCE_HOLD, None)
     if participant.id in sendability.in_crisis(session, {participant.id}):
         return AutomationHold("crisis_open", None)
     paused_until = participant.checkins_paused_until

@@ -175,35 +175,56 @@ def fingerprint(text: str) -> str:
 
 
 def _run_import(
-    session: Session, kind: str, text: str, *, now: datetime, context: ImportContext
+    session: Session,
+    kind: str,
+    text: str,
+    *,
+    now: datetime,
+    context: ImportContext,
+    filename: str | None = None,
 ) -> ImportSummary:
     stream = io.StringIO(text, newline="")
     if kind == "participants":
+        # Consent without a source is recorded as asserted by this import: file, who, when.
         return import_participants(
             session,
             stream,
             now=now,
             default_timezone=context.default_timezone,
             recorded_by=context.recorded_by,
+            filename=filename,
+            recorded_by_id=context.user_id,
         )
     return import_appointments(session, stream, now=now, recorded_by=context.recorded_by)
 
 
 def preview(
-    session: Session, kind: str, text: str, *, now: datetime, context: ImportContext
+    session: Session,
+    kind: str,
+    text: str,
+    *,
+    now: datetime,
+    context: ImportContext,
+    filename: str | None = None,
 ) -> Counts:
     """What importing `text` would do now, computed by the import itself in the session's
     transaction and then rolled back (the session must hold no other unsaved work).
     Raises ImportFailed with every bad line."""
-    return _preview(session, kind, text, now=now, context=context)[0]
+    return _preview(session, kind, text, now=now, context=context, filename=filename)[0]
 
 
 def _preview(
-    session: Session, kind: str, text: str, *, now: datetime, context: ImportContext
+    session: Session,
+    kind: str,
+    text: str,
+    *,
+    now: datetime,
+    context: ImportContext,
+    filename: str | None = None,
 ) -> tuple[Counts, list[str]]:
     _check_kind(kind)
     try:
-        summary = _run_import(session, kind, text, now=now, context=context)
+        summary = _run_import(session, kind, text, now=now, context=context, filename=filename)
         return Counts.of(summary), [str(warning) for warning in summary.warnings]
     finally:
         session.rollback()
@@ -227,7 +248,9 @@ def stage(
     Raises UploadRefused or ImportFailed: then nothing is kept and nothing is written."""
     _check_kind(kind)
     text = decode_upload(data)
-    counts, warnings = _preview(session, kind, text, now=now, context=context)
+    counts, warnings = _preview(
+        session, kind, text, now=now, context=context, filename=clean_filename(filename)
+    )
     purge_expired(session, now)
     pending = PendingImport(
         token=secrets.token_urlsafe(24),
@@ -293,7 +316,7 @@ def confirm(
         )
     kind, text, filename, token = pending.kind, pending.content, pending.filename, pending.token
     try:
-        summary = _run_import(session, kind, text, now=now, context=context)
+        summary = _run_import(session, kind, text, now=now, context=context, filename=filename)
         counts = Counts.of(summary)
         warnings = [str(warning) for warning in summary.warnings]
         if counts != previewed:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import Appointment, Participant, User
 from bot.models.appointments import KINDS as APPOINTMENT_KINDS
-from bot.models.participants import CHANNELS, LANGUAGES
+from bot.models.participants import CHANNELS, LANGUAGES, MAX_CONSENT_SOURCE
 from bot.phones import PhoneError, normalize_phone
 from bot.services import audit, consent
 from bot.services.locations import LocationPolicy, check_place, location_policy
@@ -27,7 +27,14 @@ from bot.services.replan import mark_for_replan
 from bot.timeutil import local_to_utc
 
 PARTICIPANT_REQUIRED = ("external_id", "first_name", "phone", "release_date")
-PARTICIPANT_OPTIONAL = ("timezone", "language", "coach_email", "channel")
+PARTICIPANT_OPTIONAL = (
+    "timezone",
+    "language",
+    "coach_email",
+    "channel",
+    "consent_source",
+    "consent_date",
+)
 APPOINTMENT_REQUIRED = ("external_id", "kind", "starts_at")
 APPOINTMENT_OPTIONAL = ("location", "appointment_id")
 
@@ -120,6 +127,14 @@ class _ParticipantRow:
     channel: str
     coach_id: int | None
     coach_given: bool
+    # How and when the person consented (issue 19.3); no source: consent is asserted by the
+    # import (or the staff member) that records it.
+    consent_source: str | None = None
+    consent_date: date | None = None
+
+    @property
+    def evidence(self) -> consent.Evidence:
+        return consent.Evidence(self.consent_source, self.consent_date)
 
 
 def _check_participant_row(
@@ -128,6 +143,7 @@ def _check_participant_row(
     default_timezone: str,
     coaches: dict[str, int],
     errors: list[LineError],
+    now: datetime | None = None,
 ) -> _ParticipantRow | None:
     problems: list[str] = []
     for name in PARTICIPANT_REQUIRED:
@@ -170,6 +186,7 @@ def _check_participant_row(
         coach_id = coaches.get(coach_email)
         if coach_id is None:
             problems.append(f"coach_email: no active staff user with email {coach_email!r}")
+    consent_source, consent_date = _check_consent(values, zone, now, problems)
     errors.extend(LineError(line, p) for p in problems)
     if problems or release is None:
         return None
@@ -184,7 +201,39 @@ def _check_participant_row(
         channel=channel,
         coach_id=coach_id,
         coach_given=bool(coach_email),
+        consent_source=consent_source,
+        consent_date=consent_date,
     )
+
+
+def _check_consent(
+    values: dict[str, str], zone: str, now: datetime | None, problems: list[str]
+) -> tuple[str | None, date | None]:
+    """The optional `consent_source` (how consent was given) and `consent_date` (ISO date,
+    not in the future in the person's zone, only with a source)."""
+    source = " ".join((values.get("consent_source") or "").split()) or None
+    if source is not None and len(source) > MAX_CONSENT_SOURCE:
+        problems.append(f"consent_source: is longer than {MAX_CONSENT_SOURCE} characters")
+    raw = values.get("consent_date") or ""
+    given_on = None
+    if raw:
+        try:
+            given_on = date.fromisoformat(raw)
+        except ValueError:
+            problems.append(f"consent_date: {raw!r} is not a date like 2026-03-14")
+    if given_on is not None and source is None:
+        problems.append(
+            "consent_date: give consent_source too (how consent was given, e.g. "
+            "'signed enrolment form')"
+        )
+    if given_on is not None and now is not None:
+        try:
+            today = now.astimezone(ZoneInfo(zone)).date()
+        except (ZoneInfoNotFoundError, ValueError):
+            today = now.date()
+        if given_on > today:
+            problems.append(f"consent_date: {raw!r} is in the future")
+    return source, given_on
 
 
 def _check_duplicates(rows: list[_ParticipantRow], errors: list[LineError]) -> None:
@@ -215,13 +264,17 @@ ParticipantFields = _ParticipantRow
 
 
 def check_participant_values(
-    values: dict[str, str], *, default_timezone: str, coaches: dict[str, int]
+    values: dict[str, str],
+    *,
+    default_timezone: str,
+    coaches: dict[str, int],
+    now: datetime | None = None,
 ) -> tuple[ParticipantFields | None, list[str]]:
     """One participant's values checked exactly as a CSV row is (the dashboard's form uses it,
     so a coordinator reads the importer's messages): the checked fields, or the problems as
     `column: why`. Uniqueness against the database is the caller's."""
     errors: list[LineError] = []
-    row = _check_participant_row(0, values, default_timezone, coaches, errors)
+    row = _check_participant_row(0, values, default_timezone, coaches, errors, now)
     return row, [error.message for error in errors]
 
 
@@ -233,8 +286,15 @@ def import_participants(
     default_timezone: str,
     recorded_by: str,
     progress: Progress | None = None,
+    filename: str | None = None,
+    recorded_by_id: int | None = None,
 ) -> ImportSummary:
-    """Validate every row, then upsert by external_id in the caller's transaction."""
+    """Validate every row, then upsert by external_id in the caller's transaction.
+
+    Consent: a new person's consent is recorded with the row's `consent_source` and
+    `consent_date`, or, without a source, as asserted by this import (`filename`, who ran it:
+    `recorded_by_id` and `recorded_by`, and when). A re-imported person with a source not on
+    file yet gets it recorded (counted as updated)."""
     parsed = _read_csv(stream, PARTICIPANT_REQUIRED)
     coaches = {
         email: uid
@@ -244,7 +304,7 @@ def import_participants(
     rows = [
         row
         for line, values in parsed.rows
-        if (row := _check_participant_row(line, values, default_timezone, coaches, errors))
+        if (row := _check_participant_row(line, values, default_timezone, coaches, errors, now))
         is not None
     ]
     _check_duplicates(rows, errors)
@@ -260,20 +320,46 @@ def import_participants(
         raise ImportFailed(sorted(errors, key=lambda e: e.line))
 
     summary = ImportSummary()
+    recorder = consent.Recorder(
+        method="import", user_id=recorded_by_id, label=recorded_by, import_file=filename
+    )
+    on_file = consent.latest_evidence_of(
+        session,
+        [
+            existing[row.external_id].id
+            for row in rows
+            if row.consent_source and row.external_id in existing
+        ],
+    )
     new_rows: list[dict[str, Any]] = []
+    new_evidence: dict[str, consent.Evidence] = {}  # external_id -> evidence
     for done, row in enumerate(rows, start=1):
         current = existing.get(row.external_id)
         if current is None:
             new_rows.append(_new_participant_values(row, now, recorded_by))
+            new_evidence[row.external_id] = row.evidence
         else:
-            _update_participant(current, row, now, summary)
+            evidence_added = consent.record_evidence(
+                session,
+                current,
+                row.evidence,
+                now=now,
+                recorder=recorder,
+                current=on_file.get(current.id),
+            )
+            _update_participant(current, row, now, summary, evidence_added=evidence_added)
         if progress is not None:
             progress(done)
     if new_rows:
-        created = (
-            session.execute(insert(Participant).returning(Participant.id), new_rows).scalars().all()
+        created = session.execute(
+            insert(Participant).returning(Participant.id, Participant.external_id), new_rows
+        ).all()
+        consent.record_consent(
+            session,
+            [(pid, new_evidence[external_id]) for pid, external_id in created],
+            now=now,
+            recorder=recorder,
         )
-        consent.record_consent(session, created, now=now, method="import")
         summary.created = len(created)
     audit.record(
         session,
@@ -314,7 +400,12 @@ def _new_participant_values(
 
 
 def _update_participant(
-    p: Participant, row: _ParticipantRow, now: datetime, summary: ImportSummary
+    p: Participant,
+    row: _ParticipantRow,
+    now: datetime,
+    summary: ImportSummary,
+    *,
+    evidence_added: bool = False,
 ) -> None:
     changes = {
         "first_name": row.first_name,
@@ -328,7 +419,10 @@ def _update_participant(
         changes["coach_id"] = row.coach_id
     changed = {k: v for k, v in changes.items() if getattr(p, k) != v}
     if not changed:
-        summary.unchanged += 1
+        if evidence_added:
+            summary.updated += 1
+        else:
+            summary.unchanged += 1
         return
     if "release_date" in changed or "timezone" in changed:
         # The planner treats contacts of an older plan version as superseded, and plans the

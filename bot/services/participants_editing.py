@@ -50,7 +50,13 @@ FIELDS = (
     "release_date",
     "coach_id",
     "external_id",
+    "consent_source",
+    "consent_date",
 )
+# Consent evidence (issue 19.3): empty on the edit form (what is on file is shown next to it);
+# a source filled in adds to the consent history, it never replaces or removes anything.
+CONSENT_FIELDS = ("consent_source", "consent_date")
+NO_EVIDENCE = consent.Evidence()
 MAX_LAST_NAME = 80
 MAX_CLOSE_REASON = 200
 # Fields whose change re-plans the person (when and where their texts go).
@@ -86,6 +92,7 @@ class ParticipantValues:
     language: str
     release_date: date
     coach_id: int | None
+    consent: consent.Evidence = NO_EVIDENCE
 
 
 def form_values(participant: Participant) -> dict[str, str]:
@@ -100,6 +107,8 @@ def form_values(participant: Participant) -> dict[str, str]:
         "release_date": participant.release_date.isoformat(),
         "coach_id": str(participant.coach_id or ""),
         "external_id": participant.external_id,
+        "consent_source": "",
+        "consent_date": "",
     }
 
 
@@ -133,6 +142,7 @@ def check_form(
     *,
     default_timezone: str,
     participant: Participant | None = None,
+    now: datetime | None = None,
 ) -> ParticipantValues:
     """The form's values checked as the importer checks a row, plus what only the database
     can say (the number or program ID already taken, the coach). `participant` is the person
@@ -146,7 +156,7 @@ def check_form(
     values.pop("coach_id")
     values.pop("last_name")
     checked, problems = check_participant_values(
-        values, default_timezone=default_timezone, coaches={}
+        values, default_timezone=default_timezone, coaches={}, now=now
     )
     for problem in problems:
         name, _, why = problem.partition(": ")
@@ -184,6 +194,7 @@ def check_form(
         language=checked.language,
         release_date=checked.release_date,
         coach_id=coach_id,
+        consent=checked.evidence,
     )
 
 
@@ -217,8 +228,9 @@ def create_participant(
     user_id: int | None,
     planner: Planner | None = None,
 ) -> Participant:
-    """Enrol one person: consent recorded as given to the staff member, audited, and planned
-    at once (the welcome shows on their page)."""
+    """Enrol one person: consent recorded with its evidence, or as asserted by the staff
+    member when no source is given; audited, and planned at once (the welcome shows on their
+    page)."""
     participant = Participant(
         external_id=values.external_id,
         first_name=values.first_name,
@@ -241,7 +253,10 @@ def create_participant(
     session.add(participant)
     session.flush()
     consent.record_consent(
-        session, [participant.id], now=now, method=DASHBOARD, recorded_by_id=user_id
+        session,
+        [(participant.id, values.consent)],
+        now=now,
+        recorder=consent.Recorder(method=DASHBOARD, user_id=user_id),
     )
     record(
         session,
@@ -304,8 +319,16 @@ def edit_participant(
     user_id: int | None,
     planner: Planner | None = None,
 ) -> dict[str, Any]:
-    """Store what changed; re-plan when the plan depends on it; audit. Returns
-    {field: [old, new]} ("changed" for names and the phone), empty when nothing changed."""
+    """Store what changed; re-plan when the plan depends on it; audit; record a consent source
+    given (bot.services.consent, which audits it). Returns {field: [old, new]} ("changed" for
+    names and the phone, "recorded" for consent evidence), empty when nothing changed."""
+    evidence_added = consent.record_evidence(
+        session,
+        participant,
+        values.consent,
+        now=now,
+        recorder=consent.Recorder(method=DASHBOARD, user_id=user_id),
+    )
     wanted: dict[str, Any] = {
         "external_id": values.external_id,
         "first_name": values.first_name,
@@ -319,7 +342,7 @@ def edit_participant(
     }
     changed = {k: v for k, v in wanted.items() if getattr(participant, k) != v}
     if not changed:
-        return {}
+        return {"consent": ["", "recorded"]} if evidence_added else {}
     shown = {
         k: ["changed", "changed"]
         if k in PRIVATE_FIELDS
@@ -355,6 +378,8 @@ def edit_participant(
     if replan:
         request_replan(session, participant, now, planner)
     session.flush()
+    if evidence_added:
+        shown["consent"] = ["", "recorded"]
     return shown
 
 

@@ -16,7 +16,7 @@ rules, in the order they are applied (the first that matches decides):
 | 2 | the recipient is paused or closed, purpose not a crisis reply | cancelled `participant_<status>` |
 | 3 | `not_after` has passed                                        | skipped `window_closed` (never sent late) |
 | 4 | the caller already settled the message itself (`withdrawn`: its planned contact was cancelled by a re-plan, its appointment cancelled, a later reminder due) | that verdict |
-| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag), or any automated text is (an open `number_changed` flag) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
+| 5 | a welcome or check-in is held (`hold`: the person's own PAUSE, or an open `crisis` flag), or any automated text is (an open `number_changed` flag), or any text but an answer is (no recorded consent source while the program requires one) | deferred to the hold's end, or skipped with the hold's reason when that is at or after `not_after` |
 | 6 | a staff recipient is no longer active                         | cancelled `user_inactive`       |
 | 7 | the recipient's quiet hours (unless `ignore_quiet_hours`), and they end at or after `not_after` | skipped `window_closed` |
 | 8 | the recipient's quiet hours (unless `ignore_quiet_hours`)    | deferred to the morning (`send_after`) |
@@ -29,6 +29,15 @@ but appointment reminders still go (a missed court date costs more than a text).
 until its end; an open crisis flag holds for `CRISIS_RECHECK` at a time, so the held texts go
 on the first pass after a coach resolves the flag, while their windows are still open
 (DESIGN.md, Inbox: "they resume when it resolves").
+
+Consent evidence (issue 19.3): while the program setting `require_consent_evidence` is on, a
+person with no recorded consent source (bot.services.consent_evidence) gets nothing but what
+answers them: the welcome, check-ins, reminders and a staff text to someone who has not
+texted in the last 24 hours are held (`HELD_FOR_EVIDENCE`) for `CRISIS_RECHECK` at a time,
+never cancelled, and go on the first pass after a source is recorded. Replies in or after the
+webhook's answer (HELP, opt-out and opt-in confirmations, acknowledgements: purpose `reply`),
+crisis replies and a staff reply to someone who texted in the last 24 hours answer a text the
+person sent, and go (the same line DESIGN.md §1 "Time" draws for quiet hours).
 
 A status of None is an active person or a recipient who is not a participant. At the last
 look a "cancelled" verdict gives the claim back for the next claim to settle, and "skipped"
@@ -56,7 +65,14 @@ HOLDABLE = ("welcome", "checkin")
 # What an open number_changed flag holds: every automated text, reminders too (a court date
 # must not go to a stranger); staff replies and crisis replies still go.
 HELD_FOR_NUMBER = ("welcome", "checkin", "reminder")
-# How long an open crisis flag holds a welcome or check-in before it is looked at again.
+# What a missing consent source holds while the program requires one: every text but an
+# answer to the person (a `coach_reply` answers them when they texted in ANSWERS_WITHIN).
+HELD_FOR_EVIDENCE = ("welcome", "checkin", "reminder", "coach_reply")
+EVIDENCE_HOLD = "consent_evidence_missing"
+# A staff reply to someone who texted this recently answers them (bot.services.coach_reply).
+ANSWERS_WITHIN = timedelta(hours=24)
+# How long an open crisis flag holds a welcome or check-in before it is looked at again (and
+# a missing consent source or a number in doubt holds a text).
 CRISIS_RECHECK = timedelta(minutes=5)
 
 
@@ -93,7 +109,8 @@ class WhatsApp(NamedTuple):
 
 class Hold(NamedTuple):
     until: datetime
-    reason: str  # "number_changed", "crisis_open" or "checkins_paused"
+    # "number_changed", "consent_evidence_missing", "crisis_open" or "checkins_paused"
+    reason: str
 
 
 def hold_for(
@@ -103,10 +120,22 @@ def hold_for(
     paused_until: datetime | None,
     crisis_open: bool,
     number_changed: bool = False,
+    evidence_missing: bool = False,
+    last_inbound: datetime | None = None,
 ) -> Hold | None:
-    """The hold on a message of this purpose (or planned contact of this kind), if any."""
+    """The hold on a message of this purpose (or planned contact of this kind), if any.
+    `evidence_missing`: the program requires a consent source and this person has none;
+    `last_inbound`: when they last texted (a staff reply within ANSWERS_WITHIN answers them)."""
     if number_changed and purpose in HELD_FOR_NUMBER:
         return Hold(now + CRISIS_RECHECK, "number_changed")
+    if evidence_missing and purpose in HELD_FOR_EVIDENCE:
+        answers = (
+            purpose == "coach_reply"
+            and last_inbound is not None
+            and now - last_inbound < ANSWERS_WITHIN
+        )
+        if not answers:
+            return Hold(now + CRISIS_RECHECK, EVIDENCE_HOLD)
     if purpose not in HOLDABLE:
         return None
     if crisis_open:

@@ -47,6 +47,11 @@ DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
         "include_in_reminders": True,
         "sensitive": "generic",
     },
+    "consent": {
+        # Hold every text to a participant until how they consented (a source) is recorded:
+        # bot.services.consent_evidence, bot.services.sendability.hold_for.
+        "require_consent_evidence": False,
+    },
     "escalation": {
         "reply_window_hours": 48,
         # A text waiting this long for a staff reply raises `unanswered_text` (high after 48 h).

@@ -161,6 +161,8 @@ def parse_settings_form(
     )
     new["cadence"].update(checkin_days=days, weekly_until_day=weekly_until, send_time=send_time)
     new["quiet_hours"].update(start=quiet_start, end=quiet_end)
+    # A checkbox: absent means off.
+    new["consent"].update(require_consent_evidence=form.get("require_consent_evidence") == "yes")
     new["escalation"].update(
         reply_window_hours=reply_window,
         unanswered_text_hours=unanswered,

@@ -16,6 +16,7 @@ from scheduler.plan import plan
 from . import (
     admin,
     auth,
+    consent_evidence,
     flags,
     health,
     imports,
@@ -72,6 +73,7 @@ def build_app(config: Config | None = None, transport: Transport | None = None) 
     auth.init_app(app)
     app.register_blueprint(queue.bp)
     app.register_blueprint(participants.bp)
+    app.register_blueprint(consent_evidence.bp)  # before participants' /participants/<id>
     app.register_blueprint(people.bp)
     app.register_blueprint(unknown.bp)
     app.register_blueprint(flags.bp)

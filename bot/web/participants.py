@@ -23,7 +23,7 @@ from bot.services import participant_list as plist
 from bot.services import participants_editing as editing
 from bot.services.audit import record
 from bot.services.caseload import get_visible_participant
-from bot.services.consent import consent_history
+from bot.services.consent import Evidence, consent_history, latest_evidence
 from bot.services.csv_export import SafeWriter
 from bot.services.flags import OUTCOMES
 from bot.services.locations import check_place, location_policy, neutral_place, withheld_words
@@ -229,7 +229,12 @@ def _detail_page(
         enrolment=editing.enrolment_history(session, participant),
         phone_history=editing.phone_history(session, participant) if staff.sees_everyone else [],
         edit=(
-            people_form(edit_values or editing.form_values(participant), edit_errors or {})
+            people_form(
+                edit_values or editing.form_values(participant),
+                edit_errors or {},
+                evidence=latest_evidence(session, participant.id),
+                existing=True,
+            )
             if staff.sees_everyone
             else None
         ),
@@ -237,9 +242,16 @@ def _detail_page(
     )
 
 
-def people_form(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+def people_form(
+    values: dict[str, str],
+    errors: dict[str, str],
+    *,
+    evidence: Evidence | None = None,
+    existing: bool = False,
+) -> dict[str, Any]:
     """What the participant form's template needs (the new-participant page and the edit form
-    on the conversation page share it): values, errors and the choices of each list."""
+    on the conversation page share it): values, errors and the choices of each list; for an
+    `existing` person, the consent evidence on file."""
     session = db()
     zones = list(COMMON_ZONES)
     for zone in (values.get("timezone"), state().config.program_timezone):
@@ -250,6 +262,8 @@ def people_form(values: dict[str, str], errors: dict[str, str]) -> dict[str, Any
         "errors": errors,
         "zones": zones,
         "coaches": editing.coach_choices(session),
+        "evidence": evidence,
+        "existing": existing,
     }
 
 

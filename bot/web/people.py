@@ -74,7 +74,9 @@ def create() -> ResponseReturnValue:
     form = _form()
     from_message = _from_message()
     try:
-        values = editing.check_form(session, form, default_timezone=state().config.program_timezone)
+        values = editing.check_form(
+            session, form, default_timezone=state().config.program_timezone, now=now
+        )
     except editing.ParticipantInvalid as invalid:
         return _new_page(form, invalid.errors, from_message, 422)
     number = None
@@ -108,6 +110,7 @@ def edit(participant_id: int) -> ResponseReturnValue:
             form,
             default_timezone=state().config.program_timezone,
             participant=participant,
+            now=utcnow(),
         )
     except editing.ParticipantInvalid as invalid:
         return _detail_page(participant, edit_values=form, edit_errors=invalid.errors), 422
@@ -124,6 +127,8 @@ def edit(participant_id: int) -> ResponseReturnValue:
         flash("Nothing changed.", "info")
     elif any(key in editing.PLAN_FIELDS for key in changes):
         flash("Saved. Their texts are planned again: see what is coming up.", "success")
+    elif "consent" in changes:
+        flash("Saved. How they consented is recorded in their consent history.", "success")
     else:
         flash("Saved.", "success")
     return redirect(url_for("participants.detail", participant_id=participant.id) + "#edit")

@@ -1,5 +1,5 @@
 """/settings: the program's rhythm (cadence, send time, quiet hours) and rules (reply window,
-confirm-by offset, escalation ladder). Saving re-plans future contacts only and says how many
+confirm-by offset, escalation ladder, whether texts wait for consent evidence). Saving re-plans future contacts only and says how many
 changed."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from bot.services import consent_evidence
 from bot.services.locations import SENSITIVE_HANDLING, neutral_place, withheld_places
 from bot.services.settings import all_settings
 from bot.services.settings_editing import (
@@ -46,6 +47,9 @@ def form_values(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
         if settings["locations"]["include_in_reminders"]
         else "leave_out",
         "sensitive_place": settings["locations"]["sensitive"],
+        "require_consent_evidence": "yes"
+        if settings["consent"]["require_consent_evidence"]
+        else "",
     }
     steps = list(escalation["ladder_steps"])
     for i in range(1, len(LADDER_STEPS) + 1):
@@ -66,6 +70,7 @@ def _page(values: dict[str, str], errors: dict[str, str], status: int) -> tuple[
             withheld=withheld_places(db(), utcnow()),
             neutral_place=neutral_place,
             zone=state().config.program_timezone,
+            waiting_for_evidence=consent_evidence.waiting_count(db(), current_staff()),
         ),
         status,
     )
@@ -91,4 +96,12 @@ def save() -> ResponseReturnValue:
     )
     session.commit()
     flash(saved.message, "success")
+    waiting = consent_evidence.waiting_count(session, current_staff())
+    if waiting:
+        people = "person is" if waiting == 1 else "people are"
+        flash(
+            f"{waiting} {people} waiting for consent evidence: no text goes to them until "
+            "how they consented is recorded (see “Waiting for consent evidence”).",
+            "info",
+        )
     return redirect(url_for(".show"))

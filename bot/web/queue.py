@@ -17,7 +17,7 @@ from flask import (
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from bot.models import InboundMessage
-from bot.services import inbox
+from bot.services import consent_evidence, inbox
 from bot.services.audit import record
 from bot.services.caseload import get_visible_participant, sees_everyone
 from bot.services.queue import load_queue, time_since, waited
@@ -52,6 +52,8 @@ def index() -> str:
         now=now,
         time_since=time_since,
         waited=waited,
+        # Coordinators record consent evidence: they see who is held for the lack of it.
+        evidence_waiting=consent_evidence.waiting_count(db(), staff) if sees_everyone(staff) else 0,
         poll_seconds=int(current_app.config.get("QUEUE_POLL_SECONDS", POLL_SECONDS)),
     )
 

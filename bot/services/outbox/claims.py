@@ -14,7 +14,9 @@ is judged after the first one's outcome (a 21610 on the first opts them out). A 
 is judged against the person's 24-hour window (their last inbound text, read for the batch in
 one query): free text inside it, its approved template outside it, and with none mapped it is
 settled `needs_template` and one program-level `whatsapp_template_missing` flag is raised
-(bot.services.whatsapp_window).
+(bot.services.whatsapp_window). While the program requires consent evidence, a row to someone
+without a recorded consent source is deferred (bot.services.consent_evidence; a staff reply
+to someone who texted in the last day answers them and goes).
 
 `urgent_only` is the urgent lane's claim (scheduler/urgent.py): the same rules, over the due
 pending pages, crisis replies and staff replies only (bot/models/messages.py URGENT_PENDING,
@@ -50,7 +52,7 @@ from bot.db import is_postgresql
 from bot.log import log_event, mask_phone
 from bot.models import OutboundMessage, Participant, PlannedContact, User
 from bot.models.messages import URGENT_PENDING
-from bot.services import contacts, numbers, sendability, whatsapp_window
+from bot.services import consent_evidence, contacts, numbers, sendability, whatsapp_window
 from bot.services.flags import raise_flag
 from bot.transport.base import SendRequest
 
@@ -169,12 +171,19 @@ def claim_batch(
     }
     in_crisis = sendability.in_crisis(session, participant_ids)
     number_changed = numbers.with_number_changed(session, participant_ids)
+    # Held until a consent source is recorded (when the program requires one); a staff reply
+    # to someone who texted in the last day answers them and goes.
+    evidence_missing = consent_evidence.held_for_evidence(session, participant_ids)
     last_inbound = whatsapp_window.last_inbound(
         session,
         {
             r.participant_id
             for r in rows
-            if r.channel == "whatsapp" and r.participant_id is not None
+            if r.participant_id is not None
+            and (
+                r.channel == "whatsapp"
+                or (r.purpose == "coach_reply" and r.participant_id in evidence_missing)
+            )
         },
     )
     as_template: set[int] = set()  # chosen rows that go as their approved template
@@ -223,6 +232,8 @@ def claim_batch(
                 paused_until=paused_until,
                 crisis_open=row.participant_id in in_crisis,
                 number_changed=row.participant_id in number_changed,
+                evidence_missing=row.participant_id in evidence_missing,
+                last_inbound=last_inbound.get(row.participant_id),
             )
         verdict = sendability.decide(
             now,

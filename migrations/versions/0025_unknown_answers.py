@@ -6,16 +6,16 @@ was written as a routine `reply` and waited behind routine sends. Now `crisis_re
 `coach_reply` may also be addressed to a number alone; both are urgent purposes
 (bot/models/messages.py URGENT_PURPOSES), so they take the urgent lane.
 
-Revision ID: 0026_unknown_answers
-Revises: 0023_channels
+Revision ID: 0025_unknown_answers
+Revises: 0024_consent_evidence
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0026_unknown_answers"
-down_revision: str | Sequence[str] | None = "0023_channels"
+revision: str = "0025_unknown_answers"
+down_revision: str | Sequence[str] | None = "0024_consent_evidence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
