@@ -293,7 +293,11 @@ def test_a_coordinator_replies_to_an_unknown_number_and_enrols_it(
         reply = s.scalars(
             select(OutboundMessage).where(OutboundMessage.created_by_id == world.coordinator.id)
         ).one()
-        assert (reply.participant_id, reply.purpose, reply.to_address) == (None, "reply", STRANGER)
+        assert (reply.participant_id, reply.purpose, reply.to_address) == (
+            None,
+            "coach_reply",
+            STRANGER,
+        )
     prefilled = client.get(f"/participants/new?from_message={message_id}").get_data(as_text=True)
     assert f'value="{STRANGER}"' in prefilled
     created = _post(
