@@ -28,7 +28,6 @@ Two linear heads read the same features, one dictionary look-up per n-gram:
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from collections import Counter
@@ -36,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import compress, pairwise
+from operator import mul
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -59,12 +60,9 @@ FEATURES_VERSION: Final = 2
 FORMAT_VERSION: Final = 2
 ARTEFACT: Final = "data/crisis_model_v2.json"
 
-_CHAR_MIN, _CHAR_MAX = 2, 5
+_CHAR_SIZES: Final = (2, 3, 4, 5)
 # The learned layer says nothing about a text of fewer words (see LearnedModel.predict).
 MIN_WORDS: Final = 2
-
-# A vocabulary row: idf, the crisis head's weight, then one weight per kind (KINDS order).
-_Row = tuple[float, float, float, float, float, float]
 
 
 def features(body: str) -> tuple[list[str], list[str]]:
@@ -81,14 +79,13 @@ def features_normalized(text: str) -> tuple[list[str], list[str]]:
 def _grams(text: str) -> tuple[list[str], list[str]]:
     """Word 1-3-grams and character 2-5-grams of padded words, without the block prefixes."""
     words = text.split()
-    word_grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
-    word_grams += [f"{a} {b} {c}" for a, b, c in zip(words, words[1:], words[2:], strict=False)]
-    char_grams: list[str] = []
-    for word in words:
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(_CHAR_MIN, min(_CHAR_MAX, length) + 1):
-            char_grams += [padded[i : i + n] for i in range(length - n + 1)]
+    word_grams = [
+        *words,
+        *map(" ".join, pairwise(words)),
+        *map(" ".join, zip(words, words[1:], words[2:], strict=False)),
+    ]
+    padded = [f" {word} " for word in words]
+    char_grams = [p[i : i + n] for p in padded for n in _CHAR_SIZES for i in range(len(p) - n + 1)]
     return word_grams, char_grams
 
 
@@ -105,39 +102,41 @@ class Prediction:
     kind_probability: float
 
 
-def _block(found: Sequence[str], vocabulary: Mapping[str, _Row]) -> list[float] | None:
-    """One block's contribution to the five heads' sums (crisis, then each kind); None when no
-    feature of the block is in the vocabulary."""
-    rows: list[_Row] = []
-    values: list[float] = []
-    norm = 0.0
-    for feature, count in Counter(found).items():
-        row = vocabulary.get(feature)
-        if row is None:
-            continue
-        value = row[0] if count == 1 else (1.0 + math.log(count)) * row[0]
-        norm += value * value
-        values.append(value)
-        rows.append(row)
+class _SublinearTf(dict[int, float]):
+    """count -> 1 + log(count), filled as counts are met (a dictionary look-up, in C, after)."""
+
+    def __missing__(self, count: int) -> float:
+        self[count] = value = 1.0 + math.log(count)
+        return value
+
+
+_TF: Final = _SublinearTf()
+
+
+def _block(found: Sequence[str], vocabulary: Mapping[str, tuple[float, ...]]) -> list[float] | None:
+    """One block's contribution to a head's sums; None when no feature of the block is in the
+    vocabulary.
+
+    A row is (idf, idf * weight, ...) (see model_from_document), so a feature seen once adds its row, and one
+    seen `count` times adds (1 + log count) times its row (sublinear tf); the sums are then
+    scaled by the block's L2 norm. Everything is summed in C (map, filter, compress, zip, sum)
+    rather than in a Python loop over the features."""
+    counts = Counter(found)
+    looked_up = list(map(vocabulary.get, counts))
+    rows = list(filter(None, looked_up))
     if not rows:
         return None
-    scale = 1.0 / math.sqrt(norm)
-    crisis = kind_self = kind_overdose = kind_other = kind_violence = 0.0
-    for value, (_, w_crisis, w_self, w_overdose, w_other, w_violence) in zip(
-        values, rows, strict=True
-    ):
-        crisis += value * w_crisis
-        kind_self += value * w_self
-        kind_overdose += value * w_overdose
-        kind_other += value * w_other
-        kind_violence += value * w_violence
-    return [
-        crisis * scale,
-        kind_self * scale,
-        kind_overdose * scale,
-        kind_other * scale,
-        kind_violence * scale,
-    ]
+    idf, *heads = zip(*rows, strict=True)
+    if len(counts) == len(found):  # no feature repeated: every tf is 1
+        sums = [sum(head) for head in heads]
+        squares = sum(map(mul, idf, idf))
+    else:
+        tfs = list(compress(map(_TF.__getitem__, counts.values()), looked_up))
+        sums = [sum(map(mul, tfs, head)) for head in heads]
+        values = list(map(mul, tfs, idf))
+        squares = sum(map(mul, values, values))
+    scale = 1.0 / math.sqrt(squares)
+    return [total * scale for total in sums]
 
 
 @dataclass(frozen=True)
@@ -146,32 +145,53 @@ class LearnedModel:
     threshold: float
     intercept: float
     kind_intercepts: tuple[float, float, float, float]
-    # Per block (words, characters), gram without its block prefix -> its row (see _Row).
-    words: Mapping[str, _Row]
-    chars: Mapping[str, _Row]
+    # Per block (words, characters), gram without its block prefix -> (idf, idf * crisis weight)
+    # for the crisis head, and -> (idf, idf * weight of each kind) for the kind head: two tables,
+    # so that the usual question (crisis or not) reads two numbers per n-gram, not six.
+    crisis_words: Mapping[str, tuple[float, float]]
+    crisis_chars: Mapping[str, tuple[float, float]]
+    kind_words: Mapping[str, tuple[float, float, float, float, float]]
+    kind_chars: Mapping[str, tuple[float, float, float, float, float]]
 
     def predict(self, body: str) -> Prediction:
-        """Score one body. Pure: one dictionary look-up per n-gram."""
+        """Score one body. Pure: a few dictionary look-ups per n-gram."""
         return self.predict_normalized(normalize(body))
+
+    def _margin(self, word_grams: Sequence[str], char_grams: Sequence[str]) -> tuple[float, bool]:
+        """The crisis margin, and whether any feature was known."""
+        margin, known = self.intercept, False
+        for block in (
+            _block(word_grams, self.crisis_words),
+            _block(char_grams, self.crisis_chars),
+        ):
+            if block is not None:
+                margin += block[0]
+                known = True
+        return margin, known
+
+    def is_crisis_normalized(self, text: str) -> bool:
+        """``predict_normalized(text).is_crisis``, reading the crisis head only (the kind of
+        reply is only needed for a crisis)."""
+        if _word_count(text) < MIN_WORDS:
+            return False
+        margin, known = self._margin(*_grams(text))
+        return known and margin >= self.threshold
 
     def predict_normalized(self, text: str) -> Prediction:
         """:meth:`predict` for a text already read by :func:`messages.normalize.normalize`."""
         word_grams, char_grams = _grams(text)
-        words = text.count(" ") + 1 if text else 0
-        sums = [self.intercept, *self.kind_intercepts]
-        known = False
-        for block in (_block(word_grams, self.words), _block(char_grams, self.chars)):
+        margin, known = self._margin(word_grams, char_grams)
+        kind_logits = list(self.kind_intercepts)
+        for block in (_block(word_grams, self.kind_words), _block(char_grams, self.kind_chars)):
             if block is not None:
-                known = True
-                sums = [s + b for s, b in zip(sums, block, strict=True)]
-        margin, kind_logits = sums[0], sums[1:]
+                kind_logits = [z + b for z, b in zip(kind_logits, block, strict=True)]
         top = max(kind_logits)
         exps = [math.exp(z - top) for z in kind_logits]
         best = exps.index(1.0)
         # No known feature (an emoji, an empty body) is no evidence. A single word is left to the
         # rules, which name the one-word crises (kms, sos, auxilio): alone, "no" or "ok" carry
         # too little for a statistical guess, and are keyword replies.
-        evidence = known and words >= MIN_WORDS
+        evidence = known and _word_count(text) >= MIN_WORDS
         return Prediction(
             margin=margin,
             evidence=evidence,
@@ -181,30 +201,45 @@ class LearnedModel:
         )
 
 
-def _row(values: Sequence[float]) -> _Row:
-    idf, crisis, kind_self, kind_overdose, kind_other, kind_violence = (float(x) for x in values)
-    return (idf, crisis, kind_self, kind_overdose, kind_other, kind_violence)
+def _word_count(text: str) -> int:
+    return text.count(" ") + 1 if text else 0
 
 
 def model_from_document(document: Mapping[str, Any]) -> LearnedModel:
-    """Build a model from the artefact's JSON document (also used by the trainer's checks)."""
+    """Build a model from the artefact's JSON document (also used by the trainer's checks).
+
+    The artefact stores each feature as [idf, crisis weight, one weight per kind]; in memory
+    the weights are multiplied by the idf: what one occurrence of the feature adds to each head
+    before the block's norm."""
     if document.get("features_version") != FEATURES_VERSION:
         raise ValueError("crisis model: built with other features than this code computes")
     if document.get("format_version") != FORMAT_VERSION or tuple(document["kinds"]) != KINDS:
         raise ValueError("crisis model: an artefact of another layout")
     raw: Mapping[str, Sequence[float]] = document["vocabulary"]
-    blocks: dict[str, dict[str, _Row]] = {"w ": {}, "c": {}}
+    crisis: dict[str, dict[str, tuple[float, float]]] = {"w ": {}, "c": {}}
+    kinds: dict[str, dict[str, tuple[float, float, float, float, float]]] = {"w ": {}, "c": {}}
     for feature, row in raw.items():
         prefix = "w " if feature.startswith("w ") else "c"
-        blocks[prefix][feature[len(prefix) :]] = _row(row)
+        gram = feature[len(prefix) :]
+        idf, w_crisis, w_self, w_overdose, w_other, w_violence = (float(x) for x in row)
+        crisis[prefix][gram] = (idf, idf * w_crisis)
+        kinds[prefix][gram] = (
+            idf,
+            idf * w_self,
+            idf * w_overdose,
+            idf * w_other,
+            idf * w_violence,
+        )
     a, b, c, d = (float(x) for x in document["kind_intercepts"])
     return LearnedModel(
         version=int(document["version"]),
         threshold=float(document["threshold"]),
         intercept=float(document["intercept"]),
         kind_intercepts=(a, b, c, d),
-        words=blocks["w "],
-        chars=blocks["c"],
+        crisis_words=crisis["w "],
+        crisis_chars=crisis["c"],
+        kind_words=kinds["w "],
+        kind_chars=kinds["c"],
     )
 
 

@@ -21,6 +21,7 @@ from messages.crisis_model import (
     model_from_document,
     training_data_sha256,
 )
+from messages.normalize import normalize
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = ROOT / "messages"
@@ -116,3 +117,18 @@ def test_any_text_gets_a_finite_margin_and_a_kind(body: str) -> None:
     assert math.isfinite(prediction.margin)
     assert prediction.kind in KINDS
     assert 0.0 < prediction.kind_probability <= 1.0 + 1e-9
+
+
+@given(st.text(max_size=400))
+def test_the_crisis_head_alone_answers_as_the_full_prediction(body: str) -> None:
+    model = load_model()
+    text = normalize(body)
+    assert model.is_crisis_normalized(text) == model.predict_normalized(text).is_crisis
+
+
+def test_crisis_wording_scores_above_the_threshold_and_calm_wording_below() -> None:
+    model = load_model()
+    crisis = model.predict("ya no quiero vivir, me voy a quitar la vida esta noche")
+    calm = model.predict("running late, be there at 3")
+    assert crisis.is_crisis and crisis.margin >= model.threshold
+    assert not calm.is_crisis and calm.evidence and calm.margin < model.threshold
