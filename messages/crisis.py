@@ -562,13 +562,15 @@ def detect_crisis(body: str, *, learned: bool = True) -> CrisisResult:
     reading = _read(body)
     matched, categories = reading.matched, reading.categories
     consult = learned and _consults_learned(body, reading)
-    prediction = load_model().predict_normalized(reading.normalized) if consult else None
+    model = load_model()
+    # Most texts are calm: ask the crisis head alone first, the kind of reply only for a crisis.
+    if not matched and not (consult and model.is_crisis_normalized(reading.normalized)):
+        return _NO_CRISIS
+    prediction = model.predict_normalized(reading.normalized) if consult else None
     if prediction is not None and prediction.is_crisis:
         matched.append(LEARNED_RULE)
         if not categories:
             categories.add(_KIND_CATEGORY[prediction.kind])
-    if not matched:
-        return _NO_CRISIS
     if prediction is not None and prediction.kind_probability >= KIND_CONFIDENCE:
         kind = prediction.kind
     elif OVERDOSE in categories:

@@ -264,12 +264,7 @@ def test_a_keyword_reply_with_a_rule_s_words_is_still_a_crisis() -> None:
     assert detect_crisis("stop texting me, I want to kill myself").is_crisis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a known false alarm of the learned layer (model v1): about one everyday text in seven "
-        "reads as a crisis on the held-out set; kept visible until a model meets the targets"
-    ),
-)
 def test_a_first_text_from_a_new_number_is_not_a_crisis() -> None:
+    # Model v1 flagged it (a strict xfail then); model v2 does not. Everyday false alarms are
+    # still about one in eight, cross-validated by author (README, "learned crisis layer").
     assert not detect_crisis("hi, I was told to text this number").is_crisis
