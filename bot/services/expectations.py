@@ -27,12 +27,15 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Interval,
+    Select,
     String,
     Table,
+    Update,
     and_,
     bindparam,
     case,
     exists,
+    func,
     literal,
     select,
     text,
@@ -314,6 +317,47 @@ _SATISFY_REPLIES_UNLESS_OPTED_OUT = _SATISFY_REPLIES.where(_NOT_OPTED_OUT)
 _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT = _OPEN_NO_REPLY_FLAG.where(_NOT_OPTED_OUT)
 
 
+def _reply_in_one(satisfy: Any, find_flag: Any) -> Any:
+    """PostgreSQL: both in one statement (the UPDATE as a CTE), one round trip instead of two:
+    (how many expectations were satisfied, the open `no_reply` flag's id or NULL)."""
+    satisfied = satisfy.returning(_expectations.c.id).cte("satisfied")
+    return select(
+        select(func.count()).select_from(satisfied).scalar_subquery(),
+        find_flag.scalar_subquery(),
+    )
+
+
+_REPLY_IN_ONE = {
+    False: _reply_in_one(_SATISFY_REPLIES, _OPEN_NO_REPLY_FLAG),
+    True: _reply_in_one(_SATISFY_REPLIES_UNLESS_OPTED_OUT, _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT),
+}
+
+
+def reply_unless_flagged(together_with: Update) -> Select[Any]:
+    """PostgreSQL only: what `on_participant_reply(..., unless_opted_out=True)` does, plus the
+    caller's own UPDATE `together_with`, in one statement, for the common case where the reply
+    resolves no flag. Built once by the caller (bot.services.inbound); its parameters are
+    `person_id` and `at` and those of `together_with`.
+
+    It returns (the open `no_reply` flag's id, expectations satisfied, rows `together_with`
+    changed). When a flag is open it changes nothing at all (the flag is resolved in the same
+    transaction as the rest: `on_participant_reply`)."""
+    flag = _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT.cte("open_flag")
+    no_flag = ~exists(select(flag.c.id))
+    satisfied = (
+        _SATISFY_REPLIES_UNLESS_OPTED_OUT.where(no_flag)
+        .returning(_expectations.c.id)
+        .cte("satisfied")
+    )
+    table = cast(Table, together_with.table)
+    also = together_with.where(no_flag).returning(*table.primary_key.columns).cte("also")
+    return select(
+        select(flag.c.id).scalar_subquery(),
+        select(func.count()).select_from(satisfied).scalar_subquery(),
+        select(func.count()).select_from(also).scalar_subquery(),
+    )
+
+
 def on_participant_reply(
     session: Session, participant_id: int, now: datetime, *, unless_opted_out: bool = False
 ) -> int:
@@ -325,13 +369,17 @@ def on_participant_reply(
     # Core statements do not autoflush: let them see what the caller changed (START's opt-in).
     session.flush()
     params = {"person_id": participant_id, "at": now}
-    satisfy, find_flag = (
-        (_SATISFY_REPLIES_UNLESS_OPTED_OUT, _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT)
-        if unless_opted_out
-        else (_SATISFY_REPLIES, _OPEN_NO_REPLY_FLAG)
-    )
-    result = cast(CursorResult[Any], session.execute(satisfy, params))
-    flag_id = session.scalar(find_flag, params)
+    if is_postgresql(session):
+        satisfied, flag_id = session.execute(_REPLY_IN_ONE[unless_opted_out], params).one()
+    else:
+        satisfy, find_flag = (
+            (_SATISFY_REPLIES_UNLESS_OPTED_OUT, _OPEN_NO_REPLY_FLAG_UNLESS_OPTED_OUT)
+            if unless_opted_out
+            else (_SATISFY_REPLIES, _OPEN_NO_REPLY_FLAG)
+        )
+        result = cast(CursorResult[Any], session.execute(satisfy, params))
+        satisfied = result.rowcount or 0
+        flag_id = session.scalar(find_flag, params)
     flag = session.get(Flag, flag_id) if flag_id is not None else None
     if flag is not None:
         resolve_flag(
@@ -343,7 +391,7 @@ def on_participant_reply(
             user_id=None,
             automatic=True,
         )
-    return max(result.rowcount or 0, 0)
+    return max(int(satisfied), 0)
 
 
 def on_appointment_confirmed(session: Session, appointment: Appointment, now: datetime) -> int:

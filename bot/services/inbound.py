@@ -23,13 +23,14 @@ valid TwiML.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
-from bot.db import one_connection_session
+from bot.db import is_postgresql, one_connection_session, statements_commit
 from bot.log import log_event, mask_phone
 from bot.models import Participant
 from bot.services import expectations, inbox
@@ -97,6 +98,32 @@ class Processed:
     intent: str
 
 
+def _in_a_transaction() -> None:
+    """`process`'s default `begin`: the caller's session is in an ordinary transaction."""
+
+
+# An ordinary reply in one statement (PostgreSQL): its expectations satisfied and the text
+# marked processed together, unless a `no_reply` flag is open (then nothing: `process` goes on
+# in a transaction and resolves it). Built once.
+_ORDINARY_IN_ONE = expectations.reply_unless_flagged(MARK_PROCESSED)
+
+
+def _ordinary_in_one(
+    session: Session, message: Incoming, understood: Understood, now: datetime
+) -> bool:
+    """Whether the ordinary reply `message` was processed by one statement (PostgreSQL only)."""
+    if not is_postgresql(session):
+        return False
+    params = {
+        "person_id": message.participant_id,
+        "at": now,
+        "message_id": message.id,
+        "understood": understood.intent,
+    }
+    flag_id = session.execute(_ORDINARY_IN_ONE, params).one()[0]
+    return flag_id is None
+
+
 def process(
     session: Session,
     message: Incoming,
@@ -104,14 +131,30 @@ def process(
     now: datetime,
     config: Config,
     in_twiml: bool = True,
+    begin: Callable[[], None] = _in_a_transaction,
 ) -> Processed:
     """Understand one stored message and act on it; returns the reply text (or None) and what
     the text was understood as. The reply goes back in the webhook's TwiML, or, when
-    `in_twiml` is False (a tick's retry), through the outbox."""
+    `in_twiml` is False (a tick's retry), through the outbox.
+
+    `begin` is called before any work of more than one statement: the webhook's session
+    commits each statement on its own until then (bot.db.statements_commit), so that an
+    ordinary reply, one statement on PostgreSQL, is one round trip."""
     understood = understand(message.body)
     keyword, crisis = understood.keyword, understood.crisis
     # Twilio's Advanced Opt-Out answers its keywords on SMS only; on WhatsApp we answer.
     carrier = keyword.carrier_handled and message.channel == "sms"
+    ordinary = (
+        not crisis.is_crisis
+        and message.participant_id is not None
+        and keyword.intent is Intent.NONE
+    )
+    if ordinary and _ordinary_in_one(session, message, understood, now):
+        # Done: "they answered" and the text marked processed, in one statement. It still
+        # waits for a person (bot.services.inbox: nothing to settle for an ordinary reply).
+        _log_processed(message, understood, replied=False)
+        return Processed(None, understood.intent)
+    begin()
     participant = None
     if crisis.is_crisis:
         participant = _participant(session, message)
@@ -125,10 +168,11 @@ def process(
             now=now,
             config=config,
         )
-    elif message.participant_id is not None and keyword.intent is Intent.NONE:
+    elif ordinary and message.participant_id is not None:
         # An ordinary reply from a known person (most texts): no reply, only "they answered",
         # without loading the person. Nothing for someone who has opted out: their status is
         # read by the statements themselves, as it is now, not as it was when it was stored.
+        # Here when it resolves a `no_reply` flag too, or on SQLite (else: _ordinary_in_one).
         expectations.on_participant_reply(
             session, message.participant_id, now, unless_opted_out=True
         )
@@ -175,6 +219,11 @@ def process(
         answered_appointment=reply.answered_appointment,
         now=now,
     )
+    _log_processed(message, understood, replied=reply.body is not None)
+    return Processed(reply.body, understood.intent)
+
+
+def _log_processed(message: Incoming, understood: Understood, *, replied: bool) -> None:
     log_event(
         log,
         "inbound.processed",
@@ -182,10 +231,9 @@ def process(
         sender=mask_phone(message.from_address),
         participant_id=message.participant_id,
         intent=understood.intent,
-        crisis_rules=list(crisis.matched),
-        replied=reply.body is not None,
+        crisis_rules=list(understood.crisis.matched),
+        replied=replied,
     )
-    return Processed(reply.body, understood.intent)
 
 
 def _participant(session: Session, message: Incoming) -> Participant | None:
@@ -204,10 +252,13 @@ def receive(
     not seen it yet.
 
     One session on one connection, two transactions: the first commits the raw message before
-    anything acts on it; the second acts on it, from what the INSERT returned (the message is
-    never read back).
+    anything acts on it (on PostgreSQL the INSERT alone, committing itself); the second acts on
+    it, from what the INSERT returned (the message is never read back).
     """
-    with one_connection_session(sessions) as session:
+    with one_connection_session(sessions) as session, statements_commit(session) as begin:
+        # On PostgreSQL each statement commits itself until `begin()`: the INSERT is stored
+        # for good in one round trip (not BEGIN, INSERT, COMMIT), and so is an ordinary reply's
+        # processing, one statement too; `process` calls `begin()` before anything larger.
         stored = store(session, form, now=now)
         if stored is None:
             recorded = stored_reply(session, form.message_sid)
@@ -216,9 +267,11 @@ def receive(
                 log, "inbound.duplicate", sid=form.message_sid, sender=mask_phone(form.from_address)
             )
             return InboundOutcome(reply=recorded, duplicate=True)
-        session.commit()  # stored for good before anything acts on it
+        session.commit()  # stored for good before anything acts on it (SQLite: this commit)
         try:
-            processed = process(session, Incoming.stored(stored, form, now), now=now, config=config)
+            processed = process(
+                session, Incoming.stored(stored, form, now), now=now, config=config, begin=begin
+            )
             session.commit()
         except Exception as exc:
             session.rollback()
