@@ -208,7 +208,11 @@ def test_a_coordinator_replies_to_an_unknown_number_and_enrols_it(
                 OutboundMessage.to_address == STRANGER, OutboundMessage.created_by_id.is_not(None)
             )
         ).one()
-        assert (reply.participant_id, reply.purpose, reply.status) == (None, "reply", "pending")
+        assert (reply.participant_id, reply.purpose, reply.status) == (
+            None,
+            "coach_reply",
+            "pending",
+        )
 
     page.get_by_role("link", name="Enrol this number").click()
     assert page.get_by_label("Mobile number").input_value() == STRANGER
